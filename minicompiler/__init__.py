@@ -1,0 +1,22 @@
+"""minicompiler: a scheduling compiler for tensor kernels on CPUs.
+
+    import minicompiler as mc
+    A = mc.placeholder((64, 32), name="A"); B = mc.placeholder((32, 48), name="B")
+    C = mc.einsum("ik,kj->ij", A, B)          # symbolic
+    print(mc.lower(C))                         # the loop nest
+    kernel = mc.build(C)                       # JIT-compiled
+    kernel(a, b)                               # numpy in, numpy out
+    mc.einsum("ik,kj->ij", a, b)               # or straight on arrays, like numpy.einsum
+"""
+from .frontend.compute import (abs, as_dtype, compute, equal, exp, log, max, maximum, min, minimum,
+                               not_equal, placeholder, reduce_axis, sqrt, sum, tanh, where)
+from .frontend.einsum import einsum
+from .ir.expr import cast
+from .ir.tensor import Tensor
+from .lower import build, lower
+from .runtime.jit import Kernel
+from .target import Target
+
+__all__ = ["placeholder", "compute", "reduce_axis", "sum", "max", "min", "exp", "log", "sqrt", "tanh",
+           "abs", "maximum", "minimum", "equal", "not_equal", "where", "cast", "as_dtype", "einsum",
+           "build", "lower", "Kernel", "Target", "Tensor"]

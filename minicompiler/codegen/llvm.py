@@ -1,0 +1,293 @@
+"""The one LLVM emitter: loop-nest IR → LLVM IR, built with llvmlite's IR builder.
+
+Conventions of the generated code:
+- a kernel is ``void name(T0* noalias, T1* noalias, ...)``, inputs then outputs, C-contiguous;
+- indices are i64; a multi-dimensional index is flattened row-major with constant strides;
+- a loop is a header block with a phi for its counter (start 0, step 1);
+- a ``Select`` whose branches read memory is a branch, never a speculated load;
+- float arithmetic carries ``reassoc contract``, so LLVM may vectorise reductions and form FMAs
+  (the same freedom numpy's own pairwise / BLAS summation takes);
+- scratch tensors live on the stack up to ``STACK_LIMIT`` bytes, on the heap beyond.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ..dtypes import is_float, itemsize
+from ..ir.expr import BinOp, Call, Cast, Const, Expr, Load, Select, Var
+from ..ir.stmt import Accumulate, Alloc, For, Function, If, Let, Seq, Stmt, Store
+from ..ir.tensor import Tensor
+from ..ir.visitor import walk
+from ..target import Target
+
+STACK_LIMIT = 16 * 1024
+FAST_MATH = ("reassoc", "contract")
+I64 = ir.IntType(64)
+_TYPES: dict[str, ir.Type] = {"float32": ir.FloatType(), "float64": ir.DoubleType(),
+                              "int32": ir.IntType(32), "int64": I64, "bool": ir.IntType(1)}
+_FLOAT_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+
+
+def symbol_name(func: Function) -> str:
+    """The kernel's LLVM symbol; prefixed so a tensor called ``exp`` or ``free`` cannot clash with libc."""
+    return f"mc_{func.name}"
+
+
+def llvm_type(dtype: str) -> ir.Type:
+    return _TYPES[dtype]
+
+
+def _reads_memory(e: Expr) -> bool:
+    return any(isinstance(n, Load) or isinstance(n, BinOp) and n.op in ("floordiv", "mod") for n in walk(e))
+
+
+class LLVMEmitter:
+    def __init__(self, func: Function, target: Target) -> None:
+        self.func = func
+        self.target = target
+        self.module = ir.Module(name=func.name)
+        self.module.triple = target.triple
+        self.values: dict[Var, ir.Value] = {}
+        self.pointers: dict[int, ir.Value] = {}
+
+    # ---------------------------------------------------------------- driver
+    def emit(self) -> ir.Module:
+        params = self.func.params
+        fn_type = ir.FunctionType(ir.VoidType(), [llvm_type(t.dtype).as_pointer() for t in params])
+        self.fn = ir.Function(self.module, fn_type, name=symbol_name(self.func))
+        self.fn.attributes.add("nounwind")
+        for arg, tensor in zip(self.fn.args, params):
+            arg.name = tensor.name
+            arg.add_attribute("noalias")
+            self.pointers[id(tensor)] = arg
+        entry = self.fn.append_basic_block("entry")
+        start = self.fn.append_basic_block("start")
+        self.allocas = ir.IRBuilder(entry)  # stack slots go to the entry block, outside every loop
+        self.builder = ir.IRBuilder(start)
+        self.stmt(self.func.body)
+        self.builder.ret_void()
+        self.allocas.branch(start)
+        return self.module
+
+    # ---------------------------------------------------------------- helpers
+    def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        suffix = {"float": "f32", "double": "f64"}.get(str(ret), str(ret))
+        full = f"llvm.{name}.{suffix}"
+        if full in self.module.globals:
+            return self.module.globals[full]
+        return ir.Function(self.module, ir.FunctionType(ret, args), name=full)
+
+    def external(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        if name in self.module.globals:
+            return self.module.globals[name]
+        return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+
+    def address(self, tensor: Tensor, indices: tuple[Expr, ...]) -> ir.Value:
+        flat: ir.Value | None = None
+        stride = 1
+        for index, extent in reversed(list(zip(indices, tensor.shape))):
+            term = self.expr(index)
+            if stride != 1:
+                term = self.builder.mul(term, ir.Constant(I64, stride))
+            flat = term if flat is None else self.builder.add(flat, term)
+            stride *= extent
+        if flat is None:  # a 0-d tensor
+            flat = ir.Constant(I64, 0)
+        return self.builder.gep(self.pointers[id(tensor)], [flat], inbounds=True)
+
+    def load(self, tensor: Tensor, indices: tuple[Expr, ...]) -> ir.Value:
+        return self.builder.load(self.address(tensor, indices), align=itemsize(tensor.dtype))
+
+    def store(self, value: ir.Value, tensor: Tensor, indices: tuple[Expr, ...]) -> None:
+        self.builder.store(value, self.address(tensor, indices), align=itemsize(tensor.dtype))
+
+    def combine(self, op: str, a: ir.Value, b: ir.Value, dtype: str) -> ir.Value:
+        """Arithmetic on two values of ``dtype``."""
+        bld = self.builder
+        if is_float(dtype):
+            if op == "add":
+                return bld.fadd(a, b, flags=FAST_MATH)
+            if op == "sub":
+                return bld.fsub(a, b, flags=FAST_MATH)
+            if op == "mul":
+                return bld.fmul(a, b, flags=FAST_MATH)
+            if op == "div":
+                return bld.fdiv(a, b, flags=FAST_MATH)
+            if op in ("max", "min"):  # NaN-propagating, as numpy's maximum / max
+                name = "maximum" if op == "max" else "minimum"
+                return bld.call(self.intrinsic(name, a.type, [a.type, a.type]), [a, b])
+            if op in ("floordiv", "mod"):
+                floor = self.intrinsic("floor", a.type, [a.type])
+                q = bld.call(floor, [bld.fdiv(a, b)])
+                return q if op == "floordiv" else bld.fsub(a, bld.fmul(q, b))
+            raise NotImplementedError(op)
+        if op == "add":
+            return bld.add(a, b)
+        if op == "sub":
+            return bld.sub(a, b)
+        if op == "mul":
+            return bld.mul(a, b)
+        if op in ("max", "min"):
+            return bld.select(bld.icmp_signed(">" if op == "max" else "<", a, b), a, b)
+        if op in ("floordiv", "mod"):
+            return self.floor_divmod(op, a, b)
+        raise NotImplementedError(op)
+
+    def floor_divmod(self, op: str, a: ir.Value, b: ir.Value) -> ir.Value:
+        """Python's // and % on integers; division by zero gives 0 (as numpy), never a trap."""
+        bld = self.builder
+        zero, one = ir.Constant(a.type, 0), ir.Constant(a.type, 1)
+        b_is_zero = bld.icmp_signed("==", b, zero)
+        safe_b = bld.select(b_is_zero, one, b)
+        q, r = bld.sdiv(a, safe_b), bld.srem(a, safe_b)
+        signs_differ = bld.icmp_signed("!=", bld.icmp_signed("<", r, zero), bld.icmp_signed("<", safe_b, zero))
+        adjust = bld.and_(bld.icmp_signed("!=", r, zero), signs_differ)
+        result = bld.select(adjust, bld.sub(q, one), q) if op == "floordiv" else bld.select(adjust, bld.add(r, safe_b), r)
+        return bld.select(b_is_zero, zero, result)
+
+    # ---------------------------------------------------------------- expressions
+    def expr(self, e: Expr) -> ir.Value:
+        bld = self.builder
+        if isinstance(e, Const):
+            return ir.Constant(llvm_type(e.dtype), e.value)
+        if isinstance(e, Var):
+            if e not in self.values:
+                raise ValueError(f"variable {e.name} is used outside the loop or let that defines it")
+            return self.values[e]
+        if isinstance(e, Load):
+            return self.load(e.tensor, e.indices)
+        if isinstance(e, Cast):
+            return self.cast(self.expr(e.value), e.value.dtype, e.dtype)
+        if isinstance(e, Select):
+            if _reads_memory(e.true_value) or _reads_memory(e.false_value):
+                return self.branching_select(e)
+            return bld.select(self.expr(e.cond), self.expr(e.true_value), self.expr(e.false_value))
+        if isinstance(e, Call):
+            return self.call(e)
+        if isinstance(e, BinOp):
+            a, b = self.expr(e.a), self.expr(e.b)
+            if e.op == "and":
+                return bld.and_(a, b)
+            if e.op == "or":
+                return bld.or_(a, b)
+            if e.op in _FLOAT_CMP:
+                if is_float(e.a.dtype):  # ordered comparisons, except != which holds for NaN as in numpy
+                    return bld.fcmp_ordered(_FLOAT_CMP[e.op], a, b) if e.op != "ne" \
+                        else bld.fcmp_unordered("!=", a, b)
+                return bld.icmp_signed(_FLOAT_CMP[e.op], a, b)
+            return self.combine(e.op, a, b, e.dtype)
+        raise NotImplementedError(f"cannot emit {type(e).__name__}")
+
+    def branching_select(self, e: Select) -> ir.Value:
+        cond = self.expr(e.cond)
+        result_type = llvm_type(e.dtype)
+        with self.builder.if_else(cond) as (then, otherwise):
+            with then:
+                t_value, t_block = self.expr(e.true_value), self.builder.block
+            with otherwise:
+                f_value, f_block = self.expr(e.false_value), self.builder.block
+        phi = self.builder.phi(result_type)
+        phi.add_incoming(t_value, t_block)
+        phi.add_incoming(f_value, f_block)
+        return phi
+
+    def call(self, e: Call) -> ir.Value:
+        x = self.expr(e.args[0])
+        if e.fn == "not":
+            return self.builder.not_(x)
+        if e.fn == "abs" and not is_float(e.dtype):
+            negative = self.builder.icmp_signed("<", x, ir.Constant(x.type, 0))
+            return self.builder.select(negative, self.builder.neg(x), x)
+        name = {"abs": "fabs"}.get(e.fn, e.fn)
+        return self.builder.call(self.intrinsic(name, x.type, [x.type]), [x])
+
+    def cast(self, x: ir.Value, src: str, dst: str) -> ir.Value:
+        bld, to = self.builder, llvm_type(dst)
+        if dst == "bool":
+            return bld.fcmp_unordered("!=", x, ir.Constant(x.type, 0)) if is_float(src) \
+                else bld.icmp_signed("!=", x, ir.Constant(x.type, 0))
+        if src == "bool":
+            return bld.uitofp(x, to) if is_float(dst) else bld.zext(x, to)
+        if is_float(src) and is_float(dst):
+            return bld.fpext(x, to) if itemsize(dst) > itemsize(src) else bld.fptrunc(x, to)
+        if is_float(src):
+            return bld.fptosi(x, to)
+        if is_float(dst):
+            return bld.sitofp(x, to)
+        return bld.sext(x, to) if itemsize(dst) > itemsize(src) else bld.trunc(x, to)
+
+    # ---------------------------------------------------------------- statements
+    def stmt(self, s: Stmt) -> None:
+        if isinstance(s, Seq):
+            for child in s.stmts:
+                self.stmt(child)
+        elif isinstance(s, For):
+            self.loop(s)
+        elif isinstance(s, Store):
+            self.store(self.expr(s.value), s.tensor, s.indices)
+        elif isinstance(s, Accumulate):
+            old = self.load(s.tensor, s.indices)
+            op = "add" if s.op == "sum" else s.op
+            self.store(self.combine(op, old, self.expr(s.value), s.tensor.dtype), s.tensor, s.indices)
+        elif isinstance(s, Alloc):
+            self.alloc(s)
+        elif isinstance(s, If):
+            cond = self.expr(s.cond)
+            if s.else_body is None:
+                with self.builder.if_then(cond):
+                    self.stmt(s.then_body)
+            else:
+                with self.builder.if_else(cond) as (then, otherwise):
+                    with then:
+                        self.stmt(s.then_body)
+                    with otherwise:
+                        self.stmt(s.else_body)
+        elif isinstance(s, Let):
+            self.values[s.var] = self.expr(s.value)
+            self.stmt(s.body)
+            del self.values[s.var]
+        else:
+            raise NotImplementedError(f"cannot emit {type(s).__name__}")
+
+    def loop(self, s: For) -> None:
+        bld = self.builder
+        extent = self.expr(s.extent)
+        before = bld.block
+        header = self.fn.append_basic_block(f"{s.var.name}.header")
+        body = self.fn.append_basic_block(f"{s.var.name}.body")
+        exit_ = self.fn.append_basic_block(f"{s.var.name}.exit")
+        bld.branch(header)
+        bld.position_at_end(header)
+        counter = bld.phi(I64, name=s.var.name)
+        counter.add_incoming(ir.Constant(I64, 0), before)
+        bld.cbranch(bld.icmp_signed("<", counter, extent), body, exit_)
+        bld.position_at_end(body)
+        self.values[s.var] = counter
+        self.stmt(s.body)
+        del self.values[s.var]
+        counter.add_incoming(bld.add(counter, ir.Constant(I64, 1), name=f"{s.var.name}.next"), bld.block)
+        bld.branch(header)
+        bld.position_at_end(exit_)
+
+    def alloc(self, s: Alloc) -> None:
+        t = s.tensor
+        element = llvm_type(t.dtype)
+        count = max(1, t.size)
+        nbytes = count * itemsize(t.dtype)
+        if nbytes <= STACK_LIMIT:
+            slot = self.allocas.alloca(ir.ArrayType(element, count), name=t.name)
+            self.pointers[id(t)] = self.allocas.bitcast(slot, element.as_pointer())
+            self.stmt(s.body)
+            return
+        i8p = ir.IntType(8).as_pointer()
+        aligned_alloc = self.external("aligned_alloc", i8p, [I64, I64])
+        free = self.external("free", ir.VoidType(), [i8p])
+        padded = (nbytes + 63) // 64 * 64  # aligned_alloc wants a multiple of the alignment
+        raw = self.builder.call(aligned_alloc, [ir.Constant(I64, 64), ir.Constant(I64, padded)])
+        self.pointers[id(t)] = self.builder.bitcast(raw, element.as_pointer(), name=t.name)
+        self.stmt(s.body)
+        self.builder.call(free, [raw])
+
+
+def emit_llvm(func: Function, target: Target) -> ir.Module:
+    return LLVMEmitter(func, target).emit()

@@ -1,0 +1,1 @@
+"""Ways to define tensors: compute() expressions and einsum."""

@@ -1,0 +1,1 @@
+"""Lowering passes over the loop-nest IR, one per file."""

@@ -1,0 +1,1 @@
+"""JIT compilation and the callable Kernel."""
