@@ -14,7 +14,8 @@ minicompiler's result has
 
 The file is organised as
 
-1. a deterministic table of (spec, shapes, dtypes, memory layout) cases,
+1. a deterministic table of (spec, shapes, dtypes, memory layout) cases, plus
+   misaligned and byte-swapped operands,
 2. a hypothesis property test over random valid specs,
 3. kernel-cache behaviour (same spec with new data, shapes, dtypes, layouts),
 4. operands are never modified,
@@ -302,6 +303,49 @@ def test_einsum_matches_numpy(case: Case) -> None:
     assert_matches_numpy(result, expected, terms_per_output(case.spec, case.shapes))
 
 
+def misaligned_copy(array: np.ndarray) -> np.ndarray:
+    """The same values, stored at an address that is not a multiple of the itemsize."""
+    raw = np.zeros(array.nbytes + 1, dtype=np.uint8)
+    view = raw[1:].view(array.dtype).reshape(array.shape)
+    view[...] = array
+    assert not view.flags.aligned
+    return view
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spec, shapes", [
+    ("ij,jk->ik", ((5, 7), (7, 3))),
+    ("ij->", ((3, 13),)),
+])
+def test_misaligned_operands(spec: str, shapes: tuple[Shape, ...], dtype: str) -> None:
+    """Memory from a byte buffer may be misaligned; the kernel must still read it correctly."""
+    rng = np.random.default_rng(20)
+    operands = [misaligned_copy(random_array(rng, s, dtype)) for s in shapes]
+    expected = np.einsum(spec, *operands)
+    assert_matches_numpy(mc.einsum(spec, *operands), expected, terms_per_output(spec, shapes))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_native_byte_order_is_converted_or_rejected(dtype: str) -> None:
+    """A byte-swapped float64 (``'>f8'`` on x86) is still named 'float64'.
+
+    Reading its raw bytes as native numbers gives silently wrong values.  The call
+    must either produce numpy's values or refuse the operand with a TypeError.
+    """
+    rng = np.random.default_rng(21)
+    native = random_array(rng, (4, 5), dtype)
+    swapped = native.astype(native.dtype.newbyteorder())
+    expected = np.einsum("ij,ij->j", native, native)
+    # A native call first, so a kernel for this very shape and dtype is already cached.
+    assert_values_close(mc.einsum("ij,ij->j", native, native), expected, 4)
+    try:
+        result = mc.einsum("ij,ij->j", swapped, swapped)
+    except TypeError:
+        return
+    assert result.dtype.name == expected.dtype.name
+    assert_values_close(np.asarray(result, dtype=expected.dtype), expected, 4)
+
+
 # ---------------------------------------------------------------------------
 # 2. Property test: random valid specs
 # ---------------------------------------------------------------------------
@@ -311,20 +355,39 @@ def einsum_problems(draw: st.DrawFn) -> tuple[str, list[np.ndarray]]:
     """A random valid einsum call: 1-3 operands of 0-3 labels each (repeats allowed).
 
     Every label has one size shared by all its occurrences, so the call is always
-    valid; the output is either implicit or a random ordered subset of the labels.
+    valid.  Optionally some operands carry a '...' whose dimensions broadcast
+    against each other (each a suffix of one batch shape, some sizes replaced by 1).
+    The output is either implicit or a random ordered subset of the labels.
     """
     pool = "abcde"
     sizes = {label: draw(st.sampled_from([0, 1, 2, 3, 4, 5, 7])) for label in pool}
+    batch = tuple(draw(st.lists(st.sampled_from([1, 2, 3]), max_size=2)))
+    use_ellipsis = draw(st.booleans())
     n_operands = draw(st.integers(1, 3))
-    terms = [draw(st.lists(st.sampled_from(pool), max_size=3)) for _ in range(n_operands)]
-    spec = ",".join("".join(t) for t in terms)
-    if draw(st.booleans()):  # explicit output
-        used = sorted({label for t in terms for label in t})
-        order = draw(st.permutations(used))
-        spec += "->" + "".join(order[: draw(st.integers(0, len(used)))])
-    dtypes = [draw(st.sampled_from(DTYPES)) for _ in range(n_operands)]
+
+    terms: list[str] = []
+    operands: list[np.ndarray] = []
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    operands = [random_array(rng, tuple(sizes[label] for label in t), dt) for t, dt in zip(terms, dtypes)]
+    for _ in range(n_operands):
+        labels = draw(st.lists(st.sampled_from(pool), max_size=3))
+        shape = [sizes[label] for label in labels]
+        term = "".join(labels)
+        if use_ellipsis and draw(st.booleans()):
+            rank = draw(st.integers(0, len(batch)))
+            own_batch = [n if draw(st.booleans()) else 1 for n in batch[len(batch) - rank:]]
+            at = draw(st.integers(0, len(labels)))      # '...' may sit anywhere in the term
+            term = term[:at] + "..." + term[at:]
+            shape = shape[:at] + own_batch + shape[at:]
+        terms.append(term)
+        operands.append(random_array(rng, tuple(shape), draw(st.sampled_from(DTYPES))))
+
+    spec = ",".join(terms)
+    if draw(st.booleans()):  # explicit output
+        used = sorted({ch for t in terms for ch in t if ch != "."})
+        order = list(draw(st.permutations(used)))[: draw(st.integers(0, len(used)))]
+        if any("..." in t for t in terms):      # numpy requires '...' in an explicit output then
+            order.insert(draw(st.integers(0, len(order))), "...")
+        spec += "->" + "".join(order)
     return spec, operands
 
 
@@ -546,51 +609,58 @@ def test_symbolic_errors_are_value_errors(spec: str, shapes: tuple[Shape, ...]) 
 # 6. Error handling
 # ---------------------------------------------------------------------------
 
-# (id, spec, operand shapes).  numpy raises ValueError for each; so must minicompiler.
-INVALID_CALLS: list[tuple[str, str, tuple[Shape, ...]]] = [
+# Loose message keywords.  Each one also matches numpy's own message for the same
+# call, so the test asks only for what numpy's wording already conveys.
+SUBSCRIPTS = "(?i)subscript"
+OPERAND = "(?i)operand"
+OUTPUT = "(?i)output"
+MISMATCH = "(?i)broadcast|collaps|dimension|shape|match"
+
+# (id, spec, operand shapes, message keyword).  numpy raises ValueError for each; so must minicompiler.
+INVALID_CALLS: list[tuple[str, str, tuple[Shape, ...], str]] = [
     # malformed subscripts
-    ("two-arrows", "ij,jk->ik->", ((2, 3), (3, 4))),
-    ("dollar-sign", "i$j", ((2, 3),)),
-    ("digit-label", "i1", ((2, 3),)),
-    ("greater-than-without-dash", "ij>ij", ((2, 3),)),
-    ("dash-without-greater-than", "ij-ij", ((2, 3),)),
-    ("two-ellipses-in-operand", "...i...", ((2, 3),)),
-    ("two-dots", "..ij", ((2, 3),)),
-    ("stray-dot-in-output", "ij->i.", ((2, 3),)),
+    ("two-arrows", "ij,jk->ik->", ((2, 3), (3, 4)), SUBSCRIPTS),
+    ("dollar-sign", "i$j", ((2, 3),), SUBSCRIPTS),
+    ("digit-label", "i1", ((2, 3),), SUBSCRIPTS),
+    ("greater-than-without-dash", "ij>ij", ((2, 3),), SUBSCRIPTS),
+    ("dash-without-greater-than", "ij-ij", ((2, 3),), SUBSCRIPTS),
+    ("two-ellipses-in-operand", "...i...", ((2, 3),), SUBSCRIPTS),
+    ("two-dots", "..ij", ((2, 3),), SUBSCRIPTS),
+    ("stray-dot-in-output", "ij->i.", ((2, 3),), SUBSCRIPTS),
     # operand count
-    ("too-few-operands", "ij,jk->ik", ((2, 3),)),
-    ("too-many-operands", "ij->ij", ((2, 3), (2, 3))),
-    ("no-operands", "ij->", ()),
+    ("too-few-operands", "ij,jk->ik", ((2, 3),), OPERAND),
+    ("too-many-operands", "ij->ij", ((2, 3), (2, 3)), OPERAND),
+    ("no-operands", "ij->", (), OPERAND),
     # subscript count vs ndim
-    ("too-many-subscripts", "ijk", ((2, 3),)),
-    ("too-few-subscripts", "i", ((2, 3),)),
-    ("subscripts-for-0d", "i", ((),)),
-    ("ellipsis-needs-more-dims", "...ij->ij", ((3,),)),
-    ("empty-subscripts-for-2d", "->", ((2, 3),)),
+    ("too-many-subscripts", "ijk", ((2, 3),), SUBSCRIPTS),
+    ("too-few-subscripts", "i", ((2, 3),), SUBSCRIPTS),
+    ("subscripts-for-0d", "i", ((),), SUBSCRIPTS),
+    ("ellipsis-needs-more-dims", "...ij->ij", ((3,),), SUBSCRIPTS),
+    ("empty-subscripts-for-2d", "->", ((2, 3),), SUBSCRIPTS),
     # output
-    ("output-label-not-in-inputs", "ij->k", ((2, 3),)),
-    ("repeated-output-label", "ij->ii", ((3, 3),)),
-    ("ellipsis-dims-missing-from-output", "...i->", ((2, 3),)),
+    ("output-label-not-in-inputs", "ij->k", ((2, 3),), OUTPUT),
+    ("repeated-output-label", "ij->ii", ((3, 3),), OUTPUT),
+    ("ellipsis-dims-missing-from-output", "...i->", ((2, 3),), OUTPUT),
     # shape mismatches numpy rejects
-    ("matmul-inner-mismatch", "ij,jk->ik", ((2, 3), (4, 5))),
-    ("implicit-matmul-mismatch", "ij,jk", ((2, 3), (4, 5))),
-    ("dot-length-mismatch", "i,i->", ((3,), (4,))),
-    ("hadamard-mismatch", "ij,ij->ij", ((2, 3), (3, 2))),
-    ("diagonal-non-square", "ii->i", ((2, 3),)),
-    ("trace-non-square", "ii", ((2, 3),)),
-    ("diagonal-size-1-is-not-broadcast", "ii->i", ((1, 3),)),
-    ("ellipsis-batch-mismatch", "...ij,...jk->...ik", ((2, 3, 3), (4, 3, 3))),
-    ("three-operand-mismatch", "ij,jk,kl->il", ((2, 3), (3, 4), (5, 2))),
+    ("matmul-inner-mismatch", "ij,jk->ik", ((2, 3), (4, 5)), MISMATCH),
+    ("implicit-matmul-mismatch", "ij,jk", ((2, 3), (4, 5)), MISMATCH),
+    ("dot-length-mismatch", "i,i->", ((3,), (4,)), MISMATCH),
+    ("hadamard-mismatch", "ij,ij->ij", ((2, 3), (3, 2)), MISMATCH),
+    ("diagonal-non-square", "ii->i", ((2, 3),), MISMATCH),
+    ("trace-non-square", "ii", ((2, 3),), MISMATCH),
+    ("diagonal-size-1-is-not-broadcast", "ii->i", ((1, 3),), MISMATCH),
+    ("ellipsis-batch-mismatch", "...ij,...jk->...ik", ((2, 3, 3), (4, 3, 3)), MISMATCH),
+    ("three-operand-mismatch", "ij,jk,kl->il", ((2, 3), (3, 4), (5, 2)), MISMATCH),
 ]
 
 
-@pytest.mark.parametrize("spec, shapes", [(s, sh) for _, s, sh in INVALID_CALLS],
-                         ids=[name for name, _, _ in INVALID_CALLS])
-def test_invalid_calls_raise_value_error_like_numpy(spec: str, shapes: tuple[Shape, ...]) -> None:
+@pytest.mark.parametrize("spec, shapes, keyword", [call[1:] for call in INVALID_CALLS],
+                         ids=[call[0] for call in INVALID_CALLS])
+def test_invalid_calls_raise_value_error_like_numpy(spec: str, shapes: tuple[Shape, ...], keyword: str) -> None:
     operands = [np.ones(s, dtype=np.float64) for s in shapes]
-    with pytest.raises(ValueError):  # documents numpy's behaviour, which is the contract
+    with pytest.raises(ValueError, match=keyword):  # numpy's behaviour is the contract
         np.einsum(spec, *operands)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=keyword):
         mc.einsum(spec, *operands)
 
 

@@ -168,17 +168,20 @@ def einsum_tensor(spec: EinsumSpec, operands: Sequence[Tensor], dtype: str, name
 
 # ------------------------------------------------------------------------------------------ arrays
 
-def _prepare(array: np.ndarray, labels: Labels) -> tuple[Callable[[np.ndarray], np.ndarray], Labels, tuple[int, ...]]:
+Prepare = Optional[Callable[[np.ndarray], np.ndarray]]
+
+
+def _prepare(array: np.ndarray, labels: Labels) -> tuple[Prepare, Labels, tuple[int, ...]]:
     """How to hand ``array`` to a kernel without copying where its layout allows.
 
-    Returns a function turning the array into a C-contiguous one, the labels of that
-    array's dimensions, and its shape.
+    Returns a function turning the array into a C-contiguous one (None: it already is),
+    the labels of that array's dimensions, and its shape.
     """
     broadcast_dims = tuple(d for d in range(array.ndim) if array.strides[d] == 0 and array.shape[d] > 1)
     collapse = tuple(slice(0, 1) if d in broadcast_dims else slice(None) for d in range(array.ndim))
     view = array[collapse] if broadcast_dims else array
     if view.flags.c_contiguous and view.flags.aligned:
-        return (lambda a: a[collapse]) if broadcast_dims else (lambda a: a), labels, view.shape
+        return (lambda a: a[collapse]) if broadcast_dims else None, labels, view.shape
     perm = tuple(sorted(range(view.ndim), key=lambda d: (-abs(view.strides[d]) if view.shape[d] > 1 else 0, d)))
     permuted = view.transpose(perm)
     if permuted.flags.c_contiguous and permuted.flags.aligned:
@@ -188,7 +191,7 @@ def _prepare(array: np.ndarray, labels: Labels) -> tuple[Callable[[np.ndarray], 
 
 @dataclass
 class _Plan:
-    prepare: list[Callable[[np.ndarray], np.ndarray]]
+    prepare: list[Prepare]
     kernel: Any
     scalar: bool
 
@@ -239,19 +242,18 @@ def einsum(subscripts: str, *operands: Union[Tensor, np.ndarray, Any], out: Opti
         return einsum_tensor(spec, operands, result_dtype)  # type: ignore[arg-type]
 
     arrays = [o if isinstance(o, np.ndarray) else np.asarray(o) for o in operands]
-    for n, a in enumerate(arrays):
-        if a.dtype.name not in TENSOR_DTYPES:
-            raise TypeError(f"einsum: operand {n} has unsupported dtype {a.dtype}; "
-                            f"minicompiler supports {', '.join(TENSOR_DTYPES)}")
-    result_dtype = check_tensor_dtype(dtype) if dtype is not None else np.result_type(*arrays).name
-    key = (subscripts, result_dtype,
-           tuple((a.shape, a.strides, a.dtype.char, a.flags.aligned) for a in arrays))
+    key = (subscripts, dtype, tuple((a.shape, a.strides, a.dtype.num, a.flags.aligned) for a in arrays))
     plan = _plans.get(key)
     if plan is None:
+        for n, a in enumerate(arrays):
+            if a.dtype.name not in TENSOR_DTYPES:
+                raise TypeError(f"einsum: operand {n} has unsupported dtype {a.dtype}; "
+                                f"minicompiler supports {', '.join(TENSOR_DTYPES)}")
+        result_dtype = check_tensor_dtype(dtype) if dtype is not None else np.result_type(*arrays).name
         plan = _make_plan(subscripts, arrays, result_dtype)
         with _lock:
             _plans[key] = plan
-    inputs = [prepare(a) for prepare, a in zip(plan.prepare, arrays)]
+    inputs = [a if prepare is None else prepare(a) for prepare, a in zip(plan.prepare, arrays)]
     result = np.empty(plan.kernel.output_shape, plan.kernel.output_dtype)
     plan.kernel.run_unchecked(inputs, result)
     if out is not None:
