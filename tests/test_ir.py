@@ -20,9 +20,11 @@ def test_matmul_prints_as_readable_loop_nest() -> None:
     C = mc.compute((64, 48), lambda i, j: mc.sum(A[i, k] * B[k, j], axis=k), name="C")
     assert str(mc.lower(C)) == (
         "def C(A: float32[64, 32], B: float32[32, 48], C: float32[64, 48]):\n"
+        "  for i_init in range(64):\n"
+        "    for j_init in range(48):\n"
+        "      C[i_init, j_init] = 0.0\n"
         "  for i in range(64):\n"
         "    for j in range(48):\n"
-        "      C[i, j] = 0.0\n"
         "      for k in range(32):\n"
         "        C[i, j] += A[i, k] * B[k, j]")
 

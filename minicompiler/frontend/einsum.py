@@ -177,6 +177,9 @@ def _prepare(array: np.ndarray, labels: Labels) -> tuple[Prepare, Labels, tuple[
     Returns a function turning the array into a C-contiguous one (None: it already is),
     the labels of that array's dimensions, and its shape.
     """
+    if not array.dtype.isnative:  # byte-swapped data: the kernel reads native numbers only
+        native = array.dtype.newbyteorder("=")
+        return (lambda a: np.ascontiguousarray(a, dtype=native)), labels, array.shape
     broadcast_dims = tuple(d for d in range(array.ndim) if array.strides[d] == 0 and array.shape[d] > 1)
     collapse = tuple(slice(0, 1) if d in broadcast_dims else slice(None) for d in range(array.ndim))
     view = array[collapse] if broadcast_dims else array
@@ -242,7 +245,7 @@ def einsum(subscripts: str, *operands: Union[Tensor, np.ndarray, Any], out: Opti
         return einsum_tensor(spec, operands, result_dtype)  # type: ignore[arg-type]
 
     arrays = [o if isinstance(o, np.ndarray) else np.asarray(o) for o in operands]
-    key = (subscripts, dtype, tuple((a.shape, a.strides, a.dtype.num, a.flags.aligned) for a in arrays))
+    key = (subscripts, dtype, tuple((a.shape, a.strides, a.dtype.str, a.flags.aligned) for a in arrays))
     plan = _plans.get(key)
     if plan is None:
         for n, a in enumerate(arrays):

@@ -2,9 +2,11 @@
 
     C = compute((M, N), lambda i, j: sum(A[i, k] * B[k, j], axis=k))
 becomes
+    for i_init in range(M):
+      for j_init in range(N):
+        C[i_init, j_init] = 0.0
     for i in range(M):
       for j in range(N):
-        C[i, j] = 0.0
         for k in range(K):
           C[i, j] += A[i, k] * B[k, j]
 
@@ -61,26 +63,33 @@ class _RetargetLoads(Mutator):
         return Load(self.storage[id(node.tensor)], indices)
 
 
+def _nest(loop_vars: list[Var], extents: tuple[int, ...], body: Stmt) -> Stmt:
+    for var, extent in zip(reversed(loop_vars), reversed(extents)):
+        body = For(var, const(extent, "int64"), body)
+    return body
+
+
 def _stage(tensor: Tensor, out: Tensor, storage: dict[int, Tensor], names: _Names) -> Stmt:
+    """The loop nests that compute one tensor.
+
+    A reduction becomes two perfect nests, the initialisation and then the update,
+    so that the update's loops (spatial and reduction alike) can be reordered freely.
+    """
     assert tensor.op is not None
     loop_vars = [Var(names.fresh(a.name)) for a in tensor.op.axes]
     mapping: dict[Var, Expr] = dict(zip(tensor.op.axes, loop_vars))
     body = tensor.op.body
-    if isinstance(body, Reduce):
-        reduce_vars = [Var(names.fresh(r.name)) for r in body.axes]
-        mapping.update(zip(body.axes, reduce_vars))
-        value = _RetargetLoads(storage).visit(substitute(body.value, mapping))
-        index = tuple(loop_vars)
-        update: Stmt = Accumulate(out, index, body.op, value)
-        for r_var, r in zip(reversed(reduce_vars), reversed(body.axes)):
-            update = For(r_var, const(r.extent, "int64"), update)  # type: ignore[attr-defined]
-        nest: Stmt = seq(Store(out, index, reduction_identity(body.op, out.dtype)), update)
-    else:
+    if not isinstance(body, Reduce):
         value = _RetargetLoads(storage).visit(substitute(body, mapping))
-        nest = Store(out, tuple(loop_vars), value)
-    for var, extent in zip(reversed(loop_vars), reversed(tensor.shape)):
-        nest = For(var, const(extent, "int64"), nest)
-    return nest
+        return _nest(loop_vars, tensor.shape, Store(out, tuple(loop_vars), value))
+    reduce_vars = [Var(names.fresh(r.name)) for r in body.axes]
+    mapping.update(zip(body.axes, reduce_vars))
+    value = _RetargetLoads(storage).visit(substitute(body.value, mapping))
+    update = _nest(loop_vars + reduce_vars, tensor.shape + tuple(r.extent for r in body.axes),  # type: ignore[attr-defined]
+                   Accumulate(out, tuple(loop_vars), body.op, value))
+    init_vars = [Var(names.fresh(f"{a.name}_init")) for a in tensor.op.axes]
+    init = _nest(init_vars, tensor.shape, Store(out, tuple(init_vars), reduction_identity(body.op, out.dtype)))
+    return seq(init, update)
 
 
 def default_loop_nest(output: Tensor, inputs: Optional[Sequence[Tensor]] = None,
