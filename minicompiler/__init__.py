@@ -15,8 +15,11 @@ from .ir.expr import cast
 from .ir.tensor import Tensor
 from .lower import build, lower
 from .runtime.jit import Kernel
+from .runtime.threads import get_num_threads, set_num_threads
+from .schedule import Schedule, ScheduleError, Step
 from .target import Target
 
 __all__ = ["placeholder", "compute", "reduce_axis", "sum", "max", "min", "exp", "log", "sqrt", "tanh",
            "abs", "maximum", "minimum", "equal", "not_equal", "where", "cast", "as_dtype", "einsum",
-           "build", "lower", "Kernel", "Target", "Tensor"]
+           "build", "lower", "Kernel", "Target", "Tensor", "Schedule", "ScheduleError", "Step",
+           "set_num_threads", "get_num_threads"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Optional
 
-from .ir.expr import BinOp, Call, Cast, Const, Expr, Load, Reduce, Select, Var
+from .ir.expr import BinOp, Call, Cast, Const, Expr, Load, Reduce, Select, Var, const
 from .ir.tensor import Tensor
 
 Interval = tuple[float, float]  # inclusive; -inf / inf when unknown
@@ -79,6 +79,19 @@ def affine_form(e: Expr) -> Optional[Affine]:
             out[k] = out.get(k, 0) + sign * v
         return out
     return None
+
+
+def affine_expr(form: Affine) -> Expr:
+    """An expression for an affine form (variables in a stable order, constant last)."""
+    terms = [(v, c) for v, c in form.items() if v is not None and c != 0]
+    expr: Optional[Expr] = None
+    for v, c in terms:
+        term = v if c == 1 else v * c
+        expr = term if expr is None else expr + term
+    constant = form.get(None, 0)
+    if expr is None:
+        return const(constant, "int64")
+    return expr + constant if constant else expr
 
 
 def _difference(a: Affine, b: Affine) -> Optional[int]:

@@ -23,12 +23,27 @@ def check_tensor_dtype(dtype: object) -> str:
     return name
 
 
+def element(dtype: str) -> str:
+    """The element type of a (possibly vector) dtype: ``"float32x16"`` → ``"float32"``."""
+    return dtype.partition("x")[0]
+
+
+def lanes(dtype: str) -> int:
+    """How many lanes a dtype has: 1 for scalars, 16 for ``"float32x16"``."""
+    _, _, n = dtype.partition("x")
+    return int(n) if n else 1
+
+
+def with_lanes(dtype: str, n: int) -> str:
+    return element(dtype) if n == 1 else f"{element(dtype)}x{n}"
+
+
 def is_float(dtype: str) -> bool:
-    return dtype in ("float32", "float64")
+    return element(dtype) in ("float32", "float64")
 
 
 def is_int(dtype: str) -> bool:
-    return dtype in ("int32", "int64")
+    return element(dtype) in ("int32", "int64")
 
 
 def promote(a: str, b: str) -> str:
@@ -41,4 +56,6 @@ def promote(a: str, b: str) -> str:
 
 
 def itemsize(dtype: str) -> int:
+    """Bytes of one element (of one lane, for a vector dtype)."""
+    dtype = element(dtype)
     return 1 if dtype == "bool" else np.dtype(dtype).itemsize

@@ -1,35 +1,56 @@
-"""The lowering pipeline, top to bottom: tensor definitions → loop nest → passes → LLVM → Kernel.
+"""The lowering pipeline, top to bottom: a (scheduled) loop nest → passes → LLVM → Kernel.
 
-    lower(C)  →  Function   (what ``print`` shows)
-    build(C)  →  Kernel     (what you call with numpy arrays)
+    lower(C or schedule)  →  Function   (what codegen sees; print it)
+    build(C or schedule)  →  Kernel     (what you call with numpy arrays)
+
+The passes, in order:
+  partition_tails   guard-free main loops + tails, for factors that do not divide extents
+  simplify          index arithmetic, decided guards, loops that run once; tail guards become shorter loops
+  unroll_loops      loops marked unrolled become copies of their bodies
+  simplify          constants propagate into the copies
+  vectorize_loops   loops marked vectorized become vector statements
+Parallel loops are outlined by the emitter (codegen/llvm.py) onto the OpenMP runtime.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from .ir.stmt import Function
 from .ir.tensor import Tensor
-from .passes.loop_nest import default_loop_nest
+from .passes.partition import partition_tails
 from .passes.simplify import simplify
+from .passes.unroll import unroll_loops
+from .passes.vectorize import vectorize_loops
 from .runtime.jit import Kernel, compile_cached
+from .schedule import Schedule
 from .target import Target
 
+Program = Union[Tensor, Schedule]
 
-def lower(tensor: Tensor, inputs: Optional[Sequence[Tensor]] = None, name: Optional[str] = None) -> Function:
-    """The loop-nest program that computes ``tensor`` (default schedule)."""
-    if not isinstance(tensor, Tensor):
-        raise TypeError(f"lower() takes a tensor made by placeholder/compute/einsum, got {type(tensor).__name__}")
-    func = default_loop_nest(tensor, inputs, name)
+
+def lower_function(func: Function) -> Function:
+    func = partition_tails(func)
     func = simplify(func)  # type: ignore[assignment]
-    return func  # type: ignore[return-value]
+    func = unroll_loops(func)
+    func = simplify(func)  # type: ignore[assignment]
+    return vectorize_loops(func)
 
 
-def build(tensor: Tensor, inputs: Optional[Sequence[Tensor]] = None, target: Optional[Target] = None,
+def lower(program: Program, inputs: Optional[Sequence[Tensor]] = None, name: Optional[str] = None) -> Function:
+    """The loop-nest program that computes a tensor (default schedule) or a Schedule, fully lowered."""
+    if isinstance(program, Schedule):
+        return lower_function(program.func)
+    if not isinstance(program, Tensor):
+        raise TypeError(f"lower() takes a tensor or a Schedule, got {type(program).__name__}")
+    return lower_function(Schedule(program, inputs, name=name).func)
+
+
+def build(program: Program, inputs: Optional[Sequence[Tensor]] = None, target: Optional[Target] = None,
           name: Optional[str] = None) -> Kernel:
-    """Compile ``tensor`` into a Kernel taking its placeholders (in creation order, or ``inputs``)."""
+    """Compile a tensor or a Schedule into a Kernel taking the placeholders (in creation order, or ``inputs``)."""
     target = target or Target.host()
     if not target.is_host:
         raise ValueError(f"cannot run code for {target.triple} on this host; use "
                          f"minicompiler.codegen.emit_assembly to inspect it")
-    func = lower(tensor, inputs, name)
+    func = lower(program, inputs, name)
     return Kernel(func, compile_cached(func, target))

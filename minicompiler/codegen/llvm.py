@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ..dtypes import is_float, itemsize
-from ..ir.expr import BinOp, Call, Cast, Const, Expr, Load, Select, Var
+from ..dtypes import element, is_float, itemsize, lanes
+from ..ir.expr import BinOp, Broadcast, Call, Cast, Const, Expr, Load, Ramp, Select, Var
 from ..ir.stmt import Accumulate, Alloc, For, Function, If, Let, Seq, Stmt, Store
 from ..ir.tensor import Tensor
 from ..ir.visitor import walk
@@ -34,7 +34,19 @@ def symbol_name(func: Function) -> str:
 
 
 def llvm_type(dtype: str) -> ir.Type:
-    return _TYPES[dtype]
+    n = lanes(dtype)
+    return _TYPES[dtype] if n == 1 else ir.VectorType(_TYPES[element(dtype)], n)
+
+
+def _suffix(t: ir.Type) -> str:
+    """LLVM's overloaded-intrinsic suffix: f32, f64, i64, v16f32..."""
+    if isinstance(t, ir.VectorType):
+        return f"v{t.count}{_suffix(t.element)}"
+    return {"float": "f32", "double": "f64"}.get(str(t), str(t))
+
+
+def zero(t: ir.Type) -> ir.Constant:
+    return ir.Constant(t, [0] * t.count) if isinstance(t, ir.VectorType) else ir.Constant(t, 0)
 
 
 def _reads_memory(e: Expr) -> bool:
@@ -49,6 +61,8 @@ class LLVMEmitter:
         self.module.triple = target.triple
         self.values: dict[Var, ir.Value] = {}
         self.pointers: dict[int, ir.Value] = {}
+        from ..runtime.threads import parallel_runtime_available
+        self.parallel_runtime = target.is_host and parallel_runtime_available() or not target.is_host
 
     # ---------------------------------------------------------------- driver
     def emit(self) -> ir.Module:
@@ -71,8 +85,7 @@ class LLVMEmitter:
 
     # ---------------------------------------------------------------- helpers
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
-        suffix = {"float": "f32", "double": "f64"}.get(str(ret), str(ret))
-        full = f"llvm.{name}.{suffix}"
+        full = f"llvm.{name}.{_suffix(args[0] if args else ret)}"
         if full in self.module.globals:
             return self.module.globals[full]
         return ir.Function(self.module, ir.FunctionType(ret, args), name=full)
@@ -83,10 +96,13 @@ class LLVMEmitter:
         return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
 
     def address(self, tensor: Tensor, indices: tuple[Expr, ...]) -> ir.Value:
+        return self.flat_address(tensor, [self.expr(i) for i in indices])
+
+    def flat_address(self, tensor: Tensor, indices: list[ir.Value]) -> ir.Value:
+        """Row-major: the last index varies fastest."""
         flat: ir.Value | None = None
         stride = 1
-        for index, extent in reversed(list(zip(indices, tensor.shape))):
-            term = self.expr(index)
+        for term, extent in reversed(list(zip(indices, tensor.shape))):
             if stride != 1:
                 term = self.builder.mul(term, ir.Constant(I64, stride))
             flat = term if flat is None else self.builder.add(flat, term)
@@ -100,6 +116,54 @@ class LLVMEmitter:
 
     def store(self, value: ir.Value, tensor: Tensor, indices: tuple[Expr, ...]) -> None:
         self.builder.store(value, self.address(tensor, indices), align=itemsize(tensor.dtype))
+
+    def broadcast(self, value: ir.Value, n: int) -> ir.Value:
+        vector_type = ir.VectorType(value.type, n)
+        one = self.builder.insert_element(ir.Constant(vector_type, None), value, ir.Constant(ir.IntType(32), 0))
+        return self.builder.shuffle_vector(one, ir.Constant(vector_type, None),
+                                           ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n))
+
+    def _contiguous(self, indices: tuple[Expr, ...]) -> bool:
+        last = indices[-1] if indices else None
+        return isinstance(last, Ramp) and last.stride == 1 and all(lanes(i.dtype) == 1 for i in indices[:-1])
+
+    def _lane_addresses(self, tensor: Tensor, indices: tuple[Expr, ...], n: int) -> list[ir.Value]:
+        """One address per lane, for gathers and scatters."""
+        values = [self.expr(i) for i in indices]
+        addresses = []
+        for lane in range(n):
+            lane_index = ir.Constant(ir.IntType(32), lane)
+            scalars = [self.builder.extract_element(v, lane_index) if isinstance(v.type, ir.VectorType) else v
+                       for v in values]
+            addresses.append(self.flat_address(tensor, scalars))
+        return addresses
+
+    def vector_load(self, e: Load) -> ir.Value:
+        n = lanes(e.dtype)
+        vector_type = llvm_type(e.dtype)
+        if self._contiguous(e.indices):
+            ramp = e.indices[-1]
+            assert isinstance(ramp, Ramp)
+            pointer = self.address(e.tensor, e.indices[:-1] + (ramp.base,))
+            return self.builder.load(self.builder.bitcast(pointer, vector_type.as_pointer()),
+                                     align=itemsize(e.tensor.dtype))
+        result = ir.Constant(vector_type, None)
+        for lane, address in enumerate(self._lane_addresses(e.tensor, e.indices, n)):
+            scalar = self.builder.load(address, align=itemsize(e.tensor.dtype))
+            result = self.builder.insert_element(result, scalar, ir.Constant(ir.IntType(32), lane))
+        return result
+
+    def vector_store(self, value: ir.Value, tensor: Tensor, indices: tuple[Expr, ...]) -> None:
+        if self._contiguous(indices):
+            ramp = indices[-1]
+            assert isinstance(ramp, Ramp)
+            pointer = self.address(tensor, indices[:-1] + (ramp.base,))
+            self.builder.store(value, self.builder.bitcast(pointer, value.type.as_pointer()),
+                               align=itemsize(tensor.dtype))
+            return
+        for lane, address in enumerate(self._lane_addresses(tensor, indices, value.type.count)):
+            scalar = self.builder.extract_element(value, ir.Constant(ir.IntType(32), lane))
+            self.builder.store(scalar, address, align=itemsize(tensor.dtype))
 
     def combine(self, op: str, a: ir.Value, b: ir.Value, dtype: str) -> ir.Value:
         """Arithmetic on two values of ``dtype``."""
@@ -136,14 +200,15 @@ class LLVMEmitter:
     def floor_divmod(self, op: str, a: ir.Value, b: ir.Value) -> ir.Value:
         """Python's // and % on integers; division by zero gives 0 (as numpy), never a trap."""
         bld = self.builder
-        zero, one = ir.Constant(a.type, 0), ir.Constant(a.type, 1)
-        b_is_zero = bld.icmp_signed("==", b, zero)
+        zero_, one = zero(a.type), (ir.Constant(a.type, [1] * a.type.count) if isinstance(a.type, ir.VectorType)
+                                    else ir.Constant(a.type, 1))
+        b_is_zero = bld.icmp_signed("==", b, zero_)
         safe_b = bld.select(b_is_zero, one, b)
         q, r = bld.sdiv(a, safe_b), bld.srem(a, safe_b)
-        signs_differ = bld.icmp_signed("!=", bld.icmp_signed("<", r, zero), bld.icmp_signed("<", safe_b, zero))
-        adjust = bld.and_(bld.icmp_signed("!=", r, zero), signs_differ)
+        signs_differ = bld.icmp_signed("!=", bld.icmp_signed("<", r, zero_), bld.icmp_signed("<", safe_b, zero_))
+        adjust = bld.and_(bld.icmp_signed("!=", r, zero_), signs_differ)
         result = bld.select(adjust, bld.sub(q, one), q) if op == "floordiv" else bld.select(adjust, bld.add(r, safe_b), r)
-        return bld.select(b_is_zero, zero, result)
+        return bld.select(b_is_zero, zero_, result)
 
     # ---------------------------------------------------------------- expressions
     def expr(self, e: Expr) -> ir.Value:
@@ -155,7 +220,15 @@ class LLVMEmitter:
                 raise ValueError(f"variable {e.name} is used outside the loop or let that defines it")
             return self.values[e]
         if isinstance(e, Load):
+            if lanes(e.dtype) > 1:
+                return self.vector_load(e)
             return self.load(e.tensor, e.indices)
+        if isinstance(e, Broadcast):
+            return self.broadcast(self.expr(e.value), e.lanes)
+        if isinstance(e, Ramp):
+            base = self.broadcast(self.expr(e.base), e.lanes)
+            steps = ir.Constant(ir.VectorType(base.type.element, e.lanes), [k * e.stride for k in range(e.lanes)])
+            return bld.add(base, steps)
         if isinstance(e, Cast):
             return self.cast(self.expr(e.value), e.value.dtype, e.dtype)
         if isinstance(e, Select):
@@ -196,7 +269,7 @@ class LLVMEmitter:
         if e.fn == "not":
             return self.builder.not_(x)
         if e.fn == "abs" and not is_float(e.dtype):
-            negative = self.builder.icmp_signed("<", x, ir.Constant(x.type, 0))
+            negative = self.builder.icmp_signed("<", x, zero(x.type))
             return self.builder.select(negative, self.builder.neg(x), x)
         name = {"abs": "fabs"}.get(e.fn, e.fn)
         return self.builder.call(self.intrinsic(name, x.type, [x.type]), [x])
@@ -204,8 +277,8 @@ class LLVMEmitter:
     def cast(self, x: ir.Value, src: str, dst: str) -> ir.Value:
         bld, to = self.builder, llvm_type(dst)
         if dst == "bool":
-            return bld.fcmp_unordered("!=", x, ir.Constant(x.type, 0)) if is_float(src) \
-                else bld.icmp_signed("!=", x, ir.Constant(x.type, 0))
+            return bld.fcmp_unordered("!=", x, zero(x.type)) if is_float(src) \
+                else bld.icmp_signed("!=", x, zero(x.type))
         if src == "bool":
             return bld.uitofp(x, to) if is_float(dst) else bld.zext(x, to)
         if is_float(src) and is_float(dst):
@@ -224,11 +297,19 @@ class LLVMEmitter:
         elif isinstance(s, For):
             self.loop(s)
         elif isinstance(s, Store):
-            self.store(self.expr(s.value), s.tensor, s.indices)
+            value = self.expr(s.value)
+            if lanes(s.value.dtype) > 1:
+                self.vector_store(value, s.tensor, s.indices)
+            else:
+                self.store(value, s.tensor, s.indices)
         elif isinstance(s, Accumulate):
-            old = self.load(s.tensor, s.indices)
             op = "add" if s.op == "sum" else s.op
-            self.store(self.combine(op, old, self.expr(s.value), s.tensor.dtype), s.tensor, s.indices)
+            if lanes(s.value.dtype) > 1:
+                old = self.vector_load(Load(s.tensor, s.indices))
+                self.vector_store(self.combine(op, old, self.expr(s.value), s.value.dtype), s.tensor, s.indices)
+            else:
+                old = self.load(s.tensor, s.indices)
+                self.store(self.combine(op, old, self.expr(s.value), s.tensor.dtype), s.tensor, s.indices)
         elif isinstance(s, Alloc):
             self.alloc(s)
         elif isinstance(s, If):
@@ -250,8 +331,14 @@ class LLVMEmitter:
             raise NotImplementedError(f"cannot emit {type(s).__name__}")
 
     def loop(self, s: For) -> None:
+        if s.kind == "parallel" and self.parallel_runtime:
+            self.parallel_loop(s)
+        else:
+            self.counted_loop(s, ir.Constant(I64, 0), self.expr(s.extent))
+
+    def counted_loop(self, s: For, start: ir.Value, stop: ir.Value) -> None:
+        """``for var in range(start, stop): body`` with a phi for the counter."""
         bld = self.builder
-        extent = self.expr(s.extent)
         before = bld.block
         header = self.fn.append_basic_block(f"{s.var.name}.header")
         body = self.fn.append_basic_block(f"{s.var.name}.body")
@@ -259,8 +346,8 @@ class LLVMEmitter:
         bld.branch(header)
         bld.position_at_end(header)
         counter = bld.phi(I64, name=s.var.name)
-        counter.add_incoming(ir.Constant(I64, 0), before)
-        bld.cbranch(bld.icmp_signed("<", counter, extent), body, exit_)
+        counter.add_incoming(start, before)
+        bld.cbranch(bld.icmp_signed("<", counter, stop), body, exit_)
         bld.position_at_end(body)
         self.values[s.var] = counter
         self.stmt(s.body)
@@ -268,6 +355,56 @@ class LLVMEmitter:
         counter.add_incoming(bld.add(counter, ir.Constant(I64, 1), name=f"{s.var.name}.next"), bld.block)
         bld.branch(header)
         bld.position_at_end(exit_)
+
+    def parallel_loop(self, s: For) -> None:
+        """Outline the loop body into ``body(closure)`` and run it on the OpenMP team.
+
+        The closure is an array of i64 holding the extent, every variable in scope and every
+        tensor pointer; each thread takes one contiguous chunk of the iterations.
+        """
+        i8p = ir.IntType(8).as_pointer()
+        variables = [(v, val) for v, val in self.values.items() if val.type == I64]
+        tensors = list(self.pointers.items())
+        slots = [self.expr(s.extent)] + [val for _, val in variables] + \
+            [self.builder.ptrtoint(p, I64) for _, p in tensors]
+        closure = self.allocas.alloca(ir.ArrayType(I64, len(slots)), name=f"{s.var.name}.closure")
+        for n, value in enumerate(slots):
+            slot = self.builder.gep(closure, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), n)])
+            self.builder.store(value, slot)
+
+        saved = (self.fn, self.builder, self.allocas, dict(self.values), dict(self.pointers))
+        outlined = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [i8p]),
+                               name=f"{self.fn.name}.{s.var.name}.parallel")
+        outlined.linkage = "internal"
+        outlined.attributes.add("nounwind")
+        self.fn = outlined
+        entry, start = outlined.append_basic_block("entry"), outlined.append_basic_block("start")
+        self.allocas, self.builder = ir.IRBuilder(entry), ir.IRBuilder(start)
+        data = self.builder.bitcast(outlined.args[0], ir.ArrayType(I64, len(slots)).as_pointer())
+
+        def slot(n: int) -> ir.Value:
+            return self.builder.load(self.builder.gep(data, [ir.Constant(ir.IntType(32), 0),
+                                                             ir.Constant(ir.IntType(32), n)]))
+        extent = slot(0)
+        self.values = {v: slot(1 + n) for n, (v, _) in enumerate(variables)}
+        self.pointers = {key: self.builder.inttoptr(slot(1 + len(variables) + n), pointer.type)
+                         for n, (key, pointer) in enumerate(tensors)}
+        i32 = ir.IntType(32)
+        thread = self.builder.sext(self.builder.call(self.external("omp_get_thread_num", i32, []), []), I64)
+        threads = self.builder.sext(self.builder.call(self.external("omp_get_num_threads", i32, []), []), I64)
+        chunk = self.builder.sdiv(self.builder.add(extent, self.builder.sub(threads, ir.Constant(I64, 1))), threads)
+        lo = self.builder.mul(thread, chunk)
+        hi = self.builder.add(lo, chunk)
+        hi = self.builder.select(self.builder.icmp_signed("<", hi, extent), hi, extent)
+        self.counted_loop(s, lo, hi)
+        self.builder.ret_void()
+        self.allocas.branch(start)
+        self.fn, self.builder, self.allocas, self.values, self.pointers = saved
+
+        gomp = self.external("GOMP_parallel", ir.VoidType(),
+                             [outlined.type, i8p, ir.IntType(32), ir.IntType(32)])
+        self.builder.call(gomp, [outlined, self.builder.bitcast(closure, i8p),
+                                 ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 0)])
 
     def alloc(self, s: Alloc) -> None:
         t = s.tensor

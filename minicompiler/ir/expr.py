@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
-from ..dtypes import ALL_DTYPES, INDEX_DTYPE, is_float, is_int, promote
+from ..dtypes import ALL_DTYPES, INDEX_DTYPE, is_float, is_int, lanes, promote, with_lanes
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -128,12 +128,40 @@ class Cast(Expr):
 
 @dataclass(frozen=True)
 class Load(Expr):
+    """``tensor[indices]``; vector indices (after vectorization) make it a vector load or a gather."""
+
     tensor: "Tensor"
     indices: tuple[Expr, ...]
 
     @property
     def dtype(self) -> str:  # type: ignore[override]
-        return self.tensor.dtype
+        n = max((lanes(i.dtype) for i in self.indices), default=1)
+        return with_lanes(self.tensor.dtype, n)
+
+
+@dataclass(frozen=True)
+class Ramp(Expr):
+    """The vector ``base, base + stride, ..., base + (lanes - 1) * stride``: a vectorized loop index."""
+
+    base: Expr
+    stride: int
+    lanes: int
+
+    @property
+    def dtype(self) -> str:  # type: ignore[override]
+        return with_lanes(self.base.dtype, self.lanes)
+
+
+@dataclass(frozen=True)
+class Broadcast(Expr):
+    """The scalar ``value`` in every lane of a vector."""
+
+    value: Expr
+    lanes: int
+
+    @property
+    def dtype(self) -> str:  # type: ignore[override]
+        return with_lanes(self.value.dtype, self.lanes)
 
 
 @dataclass(frozen=True)

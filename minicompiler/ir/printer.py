@@ -11,7 +11,7 @@ The aim is a listing a student can follow line by line::
 """
 from __future__ import annotations
 
-from .expr import BinOp, Call, Cast, Const, Expr, Load, Reduce, Select, Var
+from .expr import BinOp, Broadcast, Call, Cast, Const, Expr, Load, Ramp, Reduce, Select, Var
 from .stmt import Accumulate, Alloc, For, Function, If, Let, Seq, Stmt, Store
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%",
@@ -62,6 +62,10 @@ def _expr(e: Expr) -> tuple[str, int]:
                 f"{format_expr(e.false_value)})"), _ATOM
     if isinstance(e, Cast):
         return f"{e.dtype}({format_expr(e.value)})", _ATOM
+    if isinstance(e, Ramp):
+        return f"ramp({format_expr(e.base)}, {e.stride}, {e.lanes})", _ATOM
+    if isinstance(e, Broadcast):
+        return f"broadcast({format_expr(e.value)}, {e.lanes})", _ATOM
     if isinstance(e, Reduce):
         axes = ", ".join(f"{a.name}<{a.extent}>" for a in e.axes)  # type: ignore[attr-defined]
         return f"{e.op}({format_expr(e.value)}, over=[{axes}])", _ATOM

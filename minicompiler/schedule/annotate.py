@@ -1,0 +1,116 @@
+"""parallel, vectorize, unroll: mark how a loop runs; lowering carries the mark out.
+
+Each check here proves the mark safe for every iteration, or refuses with the reason.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Optional
+
+from ..analysis import affine_form, value_range
+from ..ir.expr import BinOp, Const, Load, Select, Var
+from ..ir.stmt import Accumulate, Alloc, For, Function, Store
+from ..ir.visitor import walk
+from .loops import ScheduleError, constant_extent, find_loop, free_vars, loops, replace_stmt
+from .reorder import check_point_independent
+from .split import split_named
+
+MAX_VECTOR = 256
+MAX_UNROLL = 256
+
+
+def _mark(func: Function, loop: For, kind: str) -> Function:
+    return replace_stmt(func, loop, lambda old: replace(old, kind=kind))  # type: ignore[arg-type]
+
+
+def _inner_ranges(loop: For) -> dict[Var, tuple[float, float]]:
+    ranges: dict[Var, tuple[float, float]] = {}
+    for inner in loops(loop.body):
+        hi = value_range(inner.extent, ranges)[1]
+        ranges[inner.var] = (0, hi - 1)
+    return ranges
+
+
+def _iterations_write_apart(loop: For, write: Store | Accumulate) -> bool:
+    """True when two different iterations of ``loop`` can never write the same element."""
+    ranges = _inner_ranges(loop)
+    for index in write.indices:
+        form = affine_form(index)
+        if form is None or form.get(loop.var, 0) == 0:
+            continue
+        coeff = abs(form[loop.var])
+        rest = sum((v * c for v, c in form.items() if v is not None and v is not loop.var), start=0)
+        lo, hi = value_range(rest, ranges) if not isinstance(rest, int) else (0, 0)
+        if math.isfinite(lo) and math.isfinite(hi) and hi - lo < coeff:
+            return True
+    return False
+
+
+def parallel(func: Function, loop: str) -> Function:
+    """Run the iterations of ``loop`` on the thread pool."""
+    target = find_loop(func, loop)
+    if target.kind != "serial":
+        raise ScheduleError(f"{loop} is already {target.kind}")
+    around = [l for l in loops(func) if l.kind == "parallel"]
+    if around:
+        raise ScheduleError(f"only one loop level runs in parallel; {around[0].var.name} already does "
+                            f"(fuse loops to get more parallel iterations)")
+    private = {id(n.tensor) for n in walk(target.body) if isinstance(n, Alloc)}
+    for w in walk(target.body):
+        if isinstance(w, (Store, Accumulate)) and id(w.tensor) not in private \
+                and not _iterations_write_apart(target, w):
+            kind = "it is a reduction loop: its iterations accumulate into" if isinstance(w, Accumulate) \
+                else "its iterations write"
+            raise ScheduleError(f"cannot run {loop} in parallel: {kind} the same elements of {w.tensor.name}; "
+                                f"parallelize a spatial (output) loop instead")
+    check_point_independent(target.body, f"run {loop} in parallel")
+    return _mark(func, target, "parallel")
+
+
+def vectorize(func: Function, loop: str) -> Function:
+    """Run ``loop`` as one SIMD operation per statement: its extent is the number of lanes."""
+    target = find_loop(func, loop)
+    extent = constant_extent(target, "vectorize")
+    if target.kind != "serial":
+        raise ScheduleError(f"{loop} is already {target.kind}")
+    if not 2 <= extent <= MAX_VECTOR:
+        raise ScheduleError(f"vectorize needs 2 to {MAX_VECTOR} iterations, {loop} has {extent}; split it first")
+    for inner in loops(target.body):
+        if inner.kind != "unrolled":
+            raise ScheduleError(f"vectorize {loop}: loop {inner.var.name} inside it must be unrolled first "
+                                f"(or vectorize the innermost loop)")
+    var = target.var
+    for w in walk(target.body):
+        if isinstance(w, (Store, Accumulate)):
+            last = affine_form(w.indices[-1]) if w.indices else None
+            others = [i for i in w.indices[:-1] if var in free_vars(i)]
+            if last is None or last.get(var, 0) != 1 or others:
+                reason = ("does not depend on it: vectorizing would need a horizontal reduction; vectorize a "
+                          "spatial loop whose index is the last of the output") \
+                    if not any(var in free_vars(i) for i in w.indices) else \
+                    "is not contiguous in it (the loop must step through the last index with stride 1)"
+                raise ScheduleError(f"cannot vectorize {loop}: the write to {w.tensor.name} {reason}")
+        if isinstance(w, Select) and var in free_vars(w.cond) and any(
+                isinstance(n, Load) for n in walk(w.true_value)) | any(isinstance(n, Load) for n in walk(w.false_value)):
+            raise ScheduleError(f"cannot vectorize {loop}: a where() that guards a read depends on it "
+                                f"(reads outside the guard are not allowed); vectorize another loop")
+        if isinstance(w, BinOp) and w.op in ("floordiv", "mod") and var in free_vars(w.b):
+            raise ScheduleError(f"cannot vectorize {loop}: it divides by an expression of {loop}")
+    return _mark(func, target, "vectorized")
+
+
+def unroll(func: Function, loop: str, factor: Optional[int] = None) -> Function:
+    """Unroll ``loop`` fully, or by ``factor`` (split, then unroll the inner loop)."""
+    target = find_loop(func, loop)
+    if target.kind != "serial":
+        raise ScheduleError(f"{loop} is already {target.kind}")
+    if factor is not None:
+        func, _, inner = split_named(func, loop, factor)
+        return unroll(func, inner)
+    extent = constant_extent(target, "unroll")
+    copies = extent * max(1, sum(1 for _ in walk(target.body)))
+    if extent > MAX_UNROLL or copies > 64 * MAX_UNROLL:
+        raise ScheduleError(f"unrolling {loop} ({extent} iterations) would make too much code; "
+                            f"use unroll({loop!r}, factor=...)")
+    return _mark(func, target, "unrolled")

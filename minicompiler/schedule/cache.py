@@ -1,0 +1,172 @@
+"""cache_write and pack: new storage that makes the inner loops cheap.
+
+cache_write("C", at="j_o") — a local accumulator (register tiling). Inside one iteration
+of ``j_o`` the tile of C it updates is kept in a small local tensor ``C_local``; after
+unroll + vectorize it lives in registers across the whole reduction loop:
+
+    for j_o ...:
+      C_local = empty([6, 32])
+      C_local[...] = 0.0            # or a copy of C, if part of the reduction runs outside j_o
+      ... C_local[i_i, j_i] += ...
+      C[...] = C_local[...]         # write-back, guarded at the tensor's edges
+
+pack("B", dim=1, factor=32) — a packed copy of an input in panel layout:
+B[k, j] is read as B_packed[j // 32, k, j % 32], so the 32 columns a micro-kernel
+reads for one k are contiguous, and successive k are adjacent.
+"""
+from __future__ import annotations
+
+from ..ir.expr import Expr, Load, Var, const, select
+from ..ir.stmt import Accumulate, Alloc, For, Function, If, Seq, Stmt, Store, seq
+from ..ir.tensor import Tensor
+from ..ir.visitor import Mutator, walk
+from ..passes.loop_nest import reduction_identity
+from .loops import ScheduleError, enclosing_loops, find_loop, fresh_name, free_vars, replace_stmt, used_names
+from .regions import Region, accesses, region_in
+
+
+def find_tensor(func: Function, name: str) -> Tensor:
+    for t in func.params:
+        if t.name == name:
+            return t
+    for n in walk(func.body):
+        if isinstance(n, Alloc) and n.tensor.name == name:
+            return n.tensor
+    names = [t.name for t in func.params] + [n.tensor.name for n in walk(func.body) if isinstance(n, Alloc)]
+    raise ScheduleError(f"no tensor named {name!r}; the tensors are: {', '.join(names)}")
+
+
+class _Retarget(Mutator):
+    """Accesses of ``old`` become accesses of ``new`` at ``index(old_indices)``."""
+
+    def __init__(self, old: Tensor, new: Tensor, index) -> None:  # noqa: ANN001
+        super().__init__()
+        self.old, self.new, self.index = old, new, index
+
+    def visit_Load(self, n: Load) -> Expr:
+        indices = tuple(self.visit(i) for i in n.indices)
+        return Load(self.new, self.index(indices)) if n.tensor is self.old else Load(n.tensor, indices)
+
+    def visit_Store(self, n: Store) -> Stmt:
+        value = self.visit(n.value)
+        return Store(self.new, self.index(n.indices), value) if n.tensor is self.old else Store(n.tensor, n.indices, value)
+
+    def visit_Accumulate(self, n: Accumulate) -> Stmt:
+        value = self.visit(n.value)
+        if n.tensor is self.old:
+            return Accumulate(self.new, self.index(n.indices), n.op, value)
+        return Accumulate(n.tensor, n.indices, n.op, value)
+
+
+def copy_nest(region: Region, names: list[str], make) -> Stmt:  # noqa: ANN001
+    """Loops over a region's box, guarded at the tensor's edges; ``make(global_idx, local_idx)``."""
+    local = [Var(n) for n in names]
+    global_ = [o + l + lo if lo else o + l for o, l, lo in zip(region.outer, local, region.lo)]
+    local_idx = tuple(local)
+    body = make(tuple(global_), local_idx)
+    for var, extent in zip(reversed(local), reversed(region.extent)):
+        body = For(var, const(extent, "int64"), body)
+    return body
+
+
+def _guarded(tensor: Tensor, index: tuple[Expr, ...], stmt: Stmt) -> Stmt:
+    cond = None
+    for i, extent in zip(index, tensor.shape):
+        c = i < const(extent, "int64")
+        cond = c if cond is None else cond & c
+    return If(cond, stmt) if cond is not None else stmt
+
+
+def cache_write(func: Function, tensor: str, at: str) -> Function:
+    """Accumulate ``tensor``'s tile inside loop ``at`` in a local tensor, written back once."""
+    target = find_tensor(func, tensor)
+    loop = find_loop(func, at)
+    if loop.kind != "serial":
+        raise ScheduleError(f"cache_write at {at}: mark loops after caching")
+    writes = [a for a in accesses(loop.body, target) if isinstance(a, (Store, Accumulate))]
+    if not writes:
+        raise ScheduleError(f"cache_write: {tensor} is not written inside {at}")
+    region = region_in(loop.body, target, f"cache_write {tensor} at {at}")
+    if any(lo != 0 for lo in region.lo):
+        raise ScheduleError(f"cache_write {tensor} at {at}: the tile does not start at the loop's origin")
+    if any(isinstance(n, Load) and n.tensor is target for n in walk(loop.body)) and \
+            not all(isinstance(w, Accumulate) for w in writes):
+        raise ScheduleError(f"cache_write {tensor} at {at}: the loop reads {tensor} as well as writing it")
+
+    taken = used_names(func)
+    local = Tensor(fresh_name(taken, f"{tensor}_local"), region.extent, target.dtype)
+    outer_vars = {l.var for l in enclosing_loops(func, loop)} | {loop.var}
+    # The local tile may start from the reduction's identity only when every loop that
+    # reduces into this tile (a loop whose variable no index uses) is inside ``at``.
+    index_vars = set().union(*(free_vars(i) for w in writes for i in w.indices))
+    reduction_outside = any(v not in index_vars for v in outer_vars)
+    ops = {w.op for w in writes if isinstance(w, Accumulate)}
+    from_identity = not reduction_outside and len(ops) == 1 and all(isinstance(w, Accumulate) for w in writes)
+
+    def to_local(indices: tuple[Expr, ...]) -> tuple[Expr, ...]:
+        from ..passes.simplify import simplify_expr
+        return tuple(simplify_expr(i - o) for i, o in zip(indices, region.outer))
+
+    fill_names = [fresh_name(taken, f"{local.name}_c{d}") for d in range(local.ndim)]
+    back_names = [fresh_name(taken, f"{local.name}_w{d}") for d in range(local.ndim)]
+    if from_identity:
+        identity = reduction_identity(ops.pop(), target.dtype)
+        fill = copy_nest(region, fill_names, lambda g, l: Store(local, l, identity))
+    else:
+        fill = copy_nest(region, fill_names, lambda g, l: _guarded(target, g, Store(local, l, Load(target, g))))
+    write_back = copy_nest(region, back_names, lambda g, l: _guarded(target, g, Store(target, g, Load(local, l))))
+    new_body = _Retarget(target, local, to_local).visit(loop.body)
+    func = replace_stmt(func, loop, lambda old: For(old.var, old.extent,  # type: ignore[attr-defined]
+                                                    Alloc(local, seq(fill, new_body, write_back)), old.kind))
+    return _drop_dead_init(func, target) if from_identity else func
+
+
+def _drop_dead_init(func: Function, tensor: Tensor) -> Function:
+    """Remove the nest that only fills ``tensor`` with a constant: the write-back overwrites it all."""
+    class Drop(Mutator):
+        def visit_Seq(self, s: Seq) -> Stmt:
+            kept = [self.visit(c) for c in s.stmts if not _is_constant_fill(c, tensor)]
+            return seq(*kept) if kept else s
+
+    return func.with_body(Drop().visit(func.body))
+
+
+def _is_constant_fill(s: Stmt, tensor: Tensor) -> bool:
+    stores = [n for n in walk(s) if isinstance(n, (Store, Accumulate))]
+    return isinstance(s, For) and len(stores) == 1 and isinstance(stores[0], Store) \
+        and stores[0].tensor is tensor and not any(isinstance(n, Load) for n in walk(stores[0].value))
+
+
+def pack(func: Function, tensor: str, dim: int, factor: int) -> Function:
+    """Copy input ``tensor`` into panels: dimension ``dim`` splits by ``factor``; the panel index
+    goes first and the in-panel index last (zero-padded at the edge)."""
+    target = find_tensor(func, tensor)
+    if not any(target is t for t in func.inputs):
+        raise ScheduleError(f"pack applies to an input; {tensor} is computed here (use cache_write)")
+    if not isinstance(dim, int) or not 0 <= dim < target.ndim:
+        raise ScheduleError(f"pack dim must be 0..{target.ndim - 1} for {tensor}, got {dim!r}")
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise ScheduleError(f"pack factor must be a positive integer, got {factor!r}")
+    extent = target.shape[dim]
+    panels = -(-extent // factor)
+    rest = tuple(e for d, e in enumerate(target.shape) if d != dim)
+    taken = used_names(func)
+    packed = Tensor(fresh_name(taken, f"{tensor}_packed"), (panels,) + rest + (factor,), target.dtype)
+
+    def to_packed(indices: tuple[Expr, ...]) -> tuple[Expr, ...]:
+        i = indices[dim]
+        others = tuple(x for d, x in enumerate(indices) if d != dim)
+        return (i // factor,) + others + (i % factor,)
+
+    names = [fresh_name(taken, f"{packed.name}{d}") for d in range(packed.ndim)]
+    loop_vars = [Var(n) for n in names]
+    source = list(loop_vars[1:-1])
+    source.insert(dim, loop_vars[0] * factor + loop_vars[-1])
+    value: Expr = Load(target, tuple(source))
+    if extent % factor:
+        value = select(source[dim] < const(extent, "int64"), value, const(0, target.dtype))
+    fill: Stmt = Store(packed, tuple(loop_vars), value)
+    for var, ext in zip(reversed(loop_vars), reversed(packed.shape)):
+        fill = For(var, const(ext, "int64"), fill)
+    body = _Retarget(target, packed, to_packed).visit(func.body)
+    return func.with_body(Alloc(packed, seq(fill, body)))

@@ -1,0 +1,66 @@
+"""Regions of a tensor touched inside a loop: what cache_write and compute_at reason with.
+
+An index like ``i_o * 6 + i_i`` inside loop ``i_o`` splits into an *outer* part fixed for
+one iteration (``i_o * 6``) and an *inner* part that varies inside it (``i_i`` in [0, 6)).
+The region one iteration touches is the outer part plus the inner part's range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..analysis import Affine, affine_expr, affine_form
+from ..ir.expr import Expr, Load, Var
+from ..ir.stmt import Accumulate, For, Stmt, Store
+from ..ir.tensor import Tensor
+from ..ir.visitor import walk
+from .loops import ScheduleError, loops
+
+
+@dataclass(frozen=True)
+class Region:
+    """Per dimension: the outer part (an expression) and the inner range ``[lo, lo + extent)``."""
+
+    outer: tuple[Expr, ...]
+    lo: tuple[int, ...]
+    extent: tuple[int, ...]
+
+
+def accesses(body: Stmt, tensor: Tensor) -> list[Load | Store | Accumulate]:
+    return [n for n in walk(body) if isinstance(n, (Load, Store, Accumulate)) and n.tensor is tensor]
+
+
+def inner_ranges(body: Stmt) -> dict[Var, tuple[int, int]]:
+    ranges: dict[Var, tuple[int, int]] = {}
+    for loop in loops(body):
+        if not hasattr(loop.extent, "value"):
+            raise ScheduleError(f"loop {loop.var.name} has no constant extent")
+        ranges[loop.var] = (0, int(loop.extent.value) - 1)  # type: ignore[attr-defined]
+    return ranges
+
+
+def region_in(loop_body: Stmt, tensor: Tensor, what: str) -> Region:
+    """The region of ``tensor`` that one execution of ``loop_body`` touches."""
+    found = accesses(loop_body, tensor)
+    if not found:
+        raise ScheduleError(f"{what}: {tensor.name} is not used inside that loop")
+    ranges = inner_ranges(loop_body)
+    outer: list[Optional[Affine]] = [None] * tensor.ndim
+    lo = [0] * tensor.ndim
+    hi = [0] * tensor.ndim
+    for n, access in enumerate(found):
+        for d, index in enumerate(access.indices):
+            form = affine_form(index)
+            if form is None:
+                raise ScheduleError(f"{what}: index {index} of {tensor.name} is not affine")
+            fixed = {v: c for v, c in form.items() if (v is None or v not in ranges) and c != 0}
+            varying = {v: c for v, c in form.items() if v is not None and v in ranges}
+            if n == 0:
+                outer[d] = fixed
+            elif fixed != outer[d]:
+                raise ScheduleError(f"{what}: {tensor.name} is accessed at unrelated places inside the loop "
+                                    f"({affine_expr(fixed)} vs {affine_expr(outer[d] or {})})")
+            low = sum(c * (ranges[v][0] if c > 0 else ranges[v][1]) for v, c in varying.items())
+            high = sum(c * (ranges[v][1] if c > 0 else ranges[v][0]) for v, c in varying.items())
+            lo[d], hi[d] = (low, high) if n == 0 else (min(lo[d], low), max(hi[d], high))
+    return Region(tuple(affine_expr(o or {}) for o in outer), tuple(lo), tuple(h - l + 1 for l, h in zip(lo, hi)))

@@ -1,0 +1,126 @@
+"""compute_inline and compute_at: where an intermediate tensor is computed.
+
+compute_inline("E") replaces every read of E by E's defining expression and drops E.
+compute_at("S", at="i") moves the nests computing S into loop ``i`` of its consumer and
+shrinks them, and S's storage, to the part one iteration of ``i`` reads:
+for attention, one row of scores instead of the whole score matrix.
+"""
+from __future__ import annotations
+
+from ..ir.expr import Expr, Load, Var, const
+from ..ir.stmt import Accumulate, Alloc, For, Function, Seq, Stmt, Store, seq
+from ..ir.tensor import Tensor
+from ..ir.visitor import Mutator, substitute, walk
+from .cache import _Retarget, find_tensor
+from .loops import ScheduleError, find_loop, replace_stmt
+from .regions import accesses, region_in
+
+
+def _producer_nests(func: Function, tensor: Tensor) -> tuple[Alloc, list[For]]:
+    """The Alloc of an intermediate tensor and the top-level nests in it that write the tensor."""
+    alloc = next((n for n in walk(func.body) if isinstance(n, Alloc) and n.tensor is tensor), None)
+    if alloc is None:
+        raise ScheduleError(f"{tensor.name} is not an intermediate tensor of this program")
+    nests = [s for s in _flatten(alloc.body) if isinstance(s, For) and any(
+        isinstance(w, (Store, Accumulate)) and w.tensor is tensor for w in walk(s))]
+    for nest in nests:
+        if any(isinstance(w, (Store, Accumulate)) and w.tensor is not tensor for w in walk(nest)):
+            raise ScheduleError(f"the loops computing {tensor.name} also compute other tensors")
+    return alloc, nests
+
+
+def _flatten(s: Stmt) -> list[Stmt]:
+    """Statements of a body, looking through the Allocs of later intermediates."""
+    if isinstance(s, Seq):
+        return [x for c in s.stmts for x in _flatten(c)]
+    if isinstance(s, Alloc):
+        return _flatten(s.body)
+    return [s]
+
+
+def _spatial_loops(nest: For, tensor: Tensor) -> list[For]:
+    """The loops of an untransformed producer nest that run over the tensor's dimensions, in order."""
+    chain, node = [], nest
+    while isinstance(node, For) and len(chain) < tensor.ndim:
+        chain.append(node)
+        node = node.body
+    writes = [w for w in walk(nest) if isinstance(w, (Store, Accumulate))]
+    if len(chain) != tensor.ndim or any(w.indices != tuple(l.var for l in chain) for w in writes):
+        raise ScheduleError(f"{tensor.name}'s loops were already transformed; compute_at / compute_inline "
+                            f"{tensor.name} before scheduling its own loops")
+    return chain
+
+
+def _remove(func: Function, doomed: list[Stmt], alloc: Alloc | None = None) -> Function:
+    ids = {id(s) for s in doomed}
+
+    class Remove(Mutator):
+        def visit_Seq(self, s: Seq) -> Stmt:
+            return seq(*[self.visit(c) for c in s.stmts if id(c) not in ids])
+
+        def visit_Alloc(self, s: Alloc) -> Stmt:
+            body = self.visit(s.body)
+            return body if s is alloc else Alloc(s.tensor, body)
+
+    return func.with_body(Remove().visit(func.body))
+
+
+def compute_inline(func: Function, tensor: str) -> Function:
+    """Substitute ``tensor``'s elementwise definition into its readers."""
+    target = find_tensor(func, tensor)
+    alloc, nests = _producer_nests(func, target)
+    writes = [w for w in walk(nests[0]) if isinstance(w, (Store, Accumulate))] if len(nests) == 1 else []
+    if len(writes) != 1 or not isinstance(writes[0], Store):
+        raise ScheduleError(f"compute_inline needs an elementwise tensor (one assignment, no reduction); "
+                            f"{tensor} is a reduction — use compute_at")
+    loops = _spatial_loops(nests[0], target)
+    params = [l.var for l in loops]
+    definition = writes[0].value
+
+    class Inline(Mutator):
+        def visit_Load(self, n: Load) -> Expr:
+            indices = tuple(self.visit(i) for i in n.indices)
+            if n.tensor is not target:
+                return Load(n.tensor, indices)
+            return substitute(definition, dict(zip(params, indices)))
+
+    func = _remove(func, [nests[0]], alloc)
+    return func.with_body(Inline().visit(func.body))
+
+
+def compute_at(func: Function, tensor: str, at: str) -> Function:
+    """Compute the part of ``tensor`` that loop ``at`` reads, inside ``at``, before its body."""
+    target = find_tensor(func, tensor)
+    alloc, nests = _producer_nests(func, target)
+    loop = find_loop(func, at)
+    if any(loop is n or any(x is loop for x in walk(n)) for n in nests):
+        raise ScheduleError(f"{at} is one of {tensor}'s own loops; pick a loop of a consumer")
+    if len(accesses(loop.body, target)) != len(accesses(func.body, target)) - \
+            sum(len(accesses(n, target)) for n in nests):
+        raise ScheduleError(f"compute_at {tensor} at {at}: {tensor} is also read outside {at}; "
+                            f"move its other readers into {at} first")
+    if loop.kind != "serial":
+        raise ScheduleError(f"compute_at into {at}: mark loops after moving stages")
+    region = region_in(loop.body, target, f"compute_at {tensor} at {at}")
+    local = Tensor(target.name, region.extent, target.dtype)
+    moved = []
+    for nest in nests:
+        spatial = _spatial_loops(nest, target)
+        starts = {l.var: o + lo if lo else o for l, o, lo in zip(spatial, region.outer, region.lo)}
+        inner = spatial[-1].body
+        inner = substitute(inner, {v: v + s for v, s in starts.items()})
+        inner = _Retarget(target, local, lambda idx: tuple(l.var for l in spatial)).visit(inner)
+        for l, extent in zip(reversed(spatial), reversed(region.extent)):
+            inner = For(l.var, const(extent, "int64"), inner, l.kind)
+        moved.append(inner)
+    shift = {d: o + lo if lo else o for d, (o, lo) in enumerate(zip(region.outer, region.lo))}
+
+    def to_local(idx: tuple[Expr, ...]) -> tuple[Expr, ...]:
+        from ..passes.simplify import simplify_expr
+        return tuple(simplify_expr(i - shift[d]) for d, i in enumerate(idx))
+
+    func = _remove(func, nests, alloc)
+    loop = find_loop(func, at)
+    return replace_stmt(func, loop, lambda old: For(
+        old.var, old.extent, Alloc(local, seq(*moved, _Retarget(target, local, to_local).visit(old.body))),  # type: ignore[attr-defined]
+        old.kind))  # type: ignore[attr-defined]
