@@ -13,7 +13,7 @@ from .frontend.compute import (abs, as_dtype, compute, equal, exp, log, max, max
 from .frontend.einsum import einsum
 from .ir.expr import cast
 from .ir.tensor import Tensor
-from .lower import build, lower
+from .lower import assembly, build, lower
 from .runtime.jit import Kernel
 from .runtime.threads import get_num_threads, set_num_threads
 from .schedule import Schedule, ScheduleError, Step
@@ -21,5 +21,5 @@ from .target import Target
 
 __all__ = ["placeholder", "compute", "reduce_axis", "sum", "max", "min", "exp", "log", "sqrt", "tanh",
            "abs", "maximum", "minimum", "equal", "not_equal", "where", "cast", "as_dtype", "einsum",
-           "build", "lower", "Kernel", "Target", "Tensor", "Schedule", "ScheduleError", "Step",
+           "build", "lower", "assembly", "Kernel", "Target", "Tensor", "Schedule", "ScheduleError", "Step",
            "set_num_threads", "get_num_threads"]

@@ -21,7 +21,7 @@ from .passes.partition import partition_tails
 from .passes.simplify import simplify
 from .passes.unroll import unroll_loops
 from .passes.vectorize import vectorize_loops
-from .runtime.jit import Kernel, compile_cached
+from .runtime.jit import Kernel, compile_cached, cross_assembly
 from .schedule import Schedule
 from .target import Target
 
@@ -51,6 +51,11 @@ def build(program: Program, inputs: Optional[Sequence[Tensor]] = None, target: O
     target = target or Target.host()
     if not target.is_host:
         raise ValueError(f"cannot run code for {target.triple} on this host; use "
-                         f"minicompiler.codegen.emit_assembly to inspect it")
+                         f"minicompiler.assembly(program, target) to inspect it")
     func = lower(program, inputs, name)
     return Kernel(func, compile_cached(func, target))
+
+
+def assembly(program: Program, target: Optional[Target] = None, inputs: Optional[Sequence[Tensor]] = None) -> str:
+    """The machine code for ``program`` on ``target`` (any LLVM target, e.g. ``Target.aarch64()``)."""
+    return cross_assembly(lower(program, inputs), target or Target.host())

@@ -44,9 +44,8 @@ def optimize(module: llvm.ModuleRef, machine: llvm.TargetMachine, level: int = 3
     builder.getModulePassManager().run(module, builder)
 
 
-def compile_function(func: Function, target: Target) -> CompiledModule:
-    """Emit, verify, optimise and JIT ``func`` for ``target`` (which must be this host to run)."""
-    start = time.perf_counter()
+def optimized_module(func: Function, target: Target) -> tuple[str, llvm.ModuleRef, llvm.TargetMachine]:
+    """Emit, verify and optimise ``func`` for ``target``: (IR as emitted, optimised module, its machine)."""
     text = str(emit_llvm(func, target))
     module = llvm.parse_assembly(text)
     module.verify()
@@ -54,6 +53,19 @@ def compile_function(func: Function, target: Target) -> CompiledModule:
     module.triple = target.triple
     module.data_layout = str(machine.target_data)
     optimize(module, machine)
+    return text, module, machine
+
+
+def cross_assembly(func: Function, target: Target) -> str:
+    """Assembly for any target LLVM knows (e.g. aarch64 from an x86 host); nothing is run."""
+    _, module, machine = optimized_module(func, target)
+    return machine.emit_assembly(module)
+
+
+def compile_function(func: Function, target: Target) -> CompiledModule:
+    """Emit, verify, optimise and JIT ``func`` for ``target`` (which must be this host to run)."""
+    start = time.perf_counter()
+    text, module, machine = optimized_module(func, target)
     optimized = str(module)
     engine = llvm.create_mcjit_compiler(module, machine)
     engine.finalize_object()

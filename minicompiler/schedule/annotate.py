@@ -8,12 +8,11 @@ import math
 from dataclasses import replace
 from typing import Optional
 
-from ..analysis import affine_form, value_range
+from ..analysis import affine_expr, affine_form, value_range
 from ..ir.expr import BinOp, Const, Load, Select, Var
 from ..ir.stmt import Accumulate, Alloc, For, Function, Store
 from ..ir.visitor import walk
 from .loops import ScheduleError, constant_extent, find_loop, free_vars, loops, replace_stmt
-from .reorder import check_point_independent
 from .split import split_named
 
 MAX_VECTOR = 256
@@ -32,17 +31,27 @@ def _inner_ranges(loop: For) -> dict[Var, tuple[float, float]]:
     return ranges
 
 
-def _iterations_write_apart(loop: For, write: Store | Accumulate) -> bool:
-    """True when two different iterations of ``loop`` can never write the same element."""
+def _iterations_apart(loop: For, tensor_accesses: list) -> bool:
+    """True when every iteration of ``loop`` touches its own slice of the tensor.
+
+    That holds if some dimension's index is ``c * var + rest`` in every access, with the
+    same ``c`` and all the ``rest`` values within a window narrower than ``|c|``.
+    """
     ranges = _inner_ranges(loop)
-    for index in write.indices:
-        form = affine_form(index)
-        if form is None or form.get(loop.var, 0) == 0:
+    ndim = len(tensor_accesses[0].indices)
+    for d in range(ndim):
+        forms = [affine_form(a.indices[d]) for a in tensor_accesses]
+        if any(f is None for f in forms):
             continue
-        coeff = abs(form[loop.var])
-        rest = sum((v * c for v, c in form.items() if v is not None and v is not loop.var), start=0)
-        lo, hi = value_range(rest, ranges) if not isinstance(rest, int) else (0, 0)
-        if math.isfinite(lo) and math.isfinite(hi) and hi - lo < coeff:
+        coeffs = {f.get(loop.var, 0) for f in forms}  # type: ignore[union-attr]
+        if len(coeffs) != 1 or 0 in coeffs:
+            continue
+        lo, hi = math.inf, -math.inf
+        for f in forms:
+            rest = {v: c for v, c in f.items() if v is not loop.var}  # type: ignore[union-attr]
+            r_lo, r_hi = value_range(affine_expr(rest), ranges)
+            lo, hi = min(lo, r_lo), max(hi, r_hi)
+        if math.isfinite(lo) and math.isfinite(hi) and hi - lo < abs(coeffs.pop()):
             return True
     return False
 
@@ -57,14 +66,15 @@ def parallel(func: Function, loop: str) -> Function:
         raise ScheduleError(f"only one loop level runs in parallel; {around[0].var.name} already does "
                             f"(fuse loops to get more parallel iterations)")
     private = {id(n.tensor) for n in walk(target.body) if isinstance(n, Alloc)}
-    for w in walk(target.body):
-        if isinstance(w, (Store, Accumulate)) and id(w.tensor) not in private \
-                and not _iterations_write_apart(target, w):
-            kind = "it is a reduction loop: its iterations accumulate into" if isinstance(w, Accumulate) \
-                else "its iterations write"
+    written = {id(w.tensor): w for w in walk(target.body)
+               if isinstance(w, (Store, Accumulate)) and id(w.tensor) not in private}
+    for w in written.values():
+        touching = [a for a in walk(target.body) if isinstance(a, (Load, Store, Accumulate)) and a.tensor is w.tensor]
+        if not _iterations_apart(target, touching):
+            kind = "it is a reduction loop: its iterations accumulate into" \
+                if any(isinstance(a, Accumulate) for a in touching) else "its iterations touch"
             raise ScheduleError(f"cannot run {loop} in parallel: {kind} the same elements of {w.tensor.name}; "
                                 f"parallelize a spatial (output) loop instead")
-    check_point_independent(target.body, f"run {loop} in parallel")
     return _mark(func, target, "parallel")
 
 

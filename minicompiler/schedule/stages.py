@@ -108,7 +108,8 @@ def compute_at(func: Function, tensor: str, at: str) -> Function:
         spatial = _spatial_loops(nest, target)
         starts = {l.var: o + lo if lo else o for l, o, lo in zip(spatial, region.outer, region.lo)}
         inner = spatial[-1].body
-        inner = substitute(inner, {v: v + s for v, s in starts.items()})
+        from ..passes.simplify import simplify_expr
+        inner = substitute(inner, {v: simplify_expr(v + s) for v, s in starts.items()})
         inner = _Retarget(target, local, lambda idx: tuple(l.var for l in spatial)).visit(inner)
         for l, extent in zip(reversed(spatial), reversed(region.extent)):
             inner = For(l.var, const(extent, "int64"), inner, l.kind)
