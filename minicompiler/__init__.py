@@ -19,7 +19,17 @@ from .runtime.threads import get_num_threads, set_num_threads
 from .schedule import Schedule, ScheduleError, Step
 from .target import Target
 
+
+
+def tune(tensor, budget: int = 64, strategy: str = "mcts", proposer="heuristic", database=None,  # noqa: ANN001
+         seed=None, threads=None, **options):  # noqa: ANN001, ANN003, ANN201
+    """Search for a fast schedule of ``tensor`` by measuring ``budget`` candidates (see ``search.tune``)."""
+    from search.tune import tune as _tune
+    return _tune(tensor, budget=budget, strategy=strategy, proposer=proposer, database=database,
+                 seed=seed, threads=threads, **options)
+
+
 __all__ = ["placeholder", "compute", "reduce_axis", "sum", "max", "min", "exp", "log", "sqrt", "tanh",
            "abs", "maximum", "minimum", "equal", "not_equal", "where", "cast", "as_dtype", "einsum",
            "build", "lower", "assembly", "Kernel", "Target", "Tensor", "Schedule", "ScheduleError", "Step",
-           "set_num_threads", "get_num_threads"]
+           "set_num_threads", "get_num_threads", "tune"]

@@ -1,5 +1,6 @@
 """The ``minicompiler`` command line.
 
+    minicompiler tune "ik,kj->ij" --size i=512,j=512,k=512 --budget 32
     minicompiler run "ik,kj->ij" --size i=512,j=512,k=512 --show ir
 """
 from __future__ import annotations
@@ -62,14 +63,50 @@ def median_seconds(fn, min_repeats: int = 5, budget_s: float = 1.0) -> float:
     return float(np.median(times))
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import minicompiler as mc
-    from minicompiler.frontend.einsum import einsum_tensor, parse_einsum
+def einsum_from_args(args: argparse.Namespace):  # noqa: ANN201
+    """The program ``einsum`` runs for operands of the given sizes (same structural key)."""
+    from minicompiler.frontend.einsum import einsum_program, parse_einsum
 
     shapes = operand_shapes(args.subscripts, parse_sizes(args.size))
-    holders = [mc.placeholder(s, args.dtype, name=chr(ord("A") + n)) for n, s in enumerate(shapes)]
     spec = parse_einsum(args.subscripts, shapes)
-    tensor = einsum_tensor(spec, holders, args.dtype)
+    tensor, holders = einsum_program(spec, shapes, [args.dtype] * len(shapes), args.dtype)
+    return tensor, holders, shapes
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import minicompiler as mc
+    from search.tune import tune
+
+    tensor, holders, shapes = einsum_from_args(args)
+    print(f"tuning {args.subscripts} {shapes} {args.dtype}: budget {args.budget}, strategy {args.strategy}, "
+          f"proposer {args.proposer}, threads {args.threads or mc.get_num_threads()}", file=sys.stderr)
+    print(f"target: {mc.Target.host().describe()}", file=sys.stderr)
+    start = time.perf_counter()
+    result = tune(tensor, budget=args.budget, strategy=args.strategy, proposer=args.proposer,
+                  database=args.db, seed=args.seed, threads=args.threads, inputs=holders,
+                  resume=args.resume, timeout_s=args.timeout)
+    elapsed = time.perf_counter() - start
+    flops = result.workload.flops
+    print(f"\n{result.samples} samples in {elapsed:.1f} s (run {result.run_id})")
+    if result.best_time_s is None:
+        print("no candidate ran successfully")
+        return 1
+    base = f"{result.baseline_time_s * 1e3:.3f} ms" if result.baseline_time_s else "unmeasured"
+    print(f"unscheduled: {base}   best: {result.best_time_s * 1e3:.3f} ms "
+          f"({flops / result.best_time_s / 1e9:.1f} GFLOP/s)   speedup: {result.speedup:.2f}x")
+    print("\nbest schedule (replayable):")
+    print(result.trace())
+    if args.tree:
+        import networkx as nx
+        nx.write_graphml(result.tree, args.tree) if result.tree is not None else None
+        print(f"search tree written to {args.tree}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import minicompiler as mc
+
+    tensor, holders, shapes = einsum_from_args(args)
     start = time.perf_counter()
     kernel = mc.build(tensor, inputs=holders)
     compile_s = time.perf_counter() - start
@@ -103,6 +140,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("--dtype", default="float32", choices=["float32", "float64", "int32", "int64"])
     run.add_argument("--show", default="", help="comma list of ir,llvm,asm to print")
     run.set_defaults(func=cmd_run)
+
+    tune = sub.add_parser("tune", help="search for a fast schedule of an einsum, measuring candidates")
+    tune.add_argument("subscripts", help="einsum subscripts, e.g. 'ik,kj->ij'")
+    tune.add_argument("--size", required=True, help="label sizes, e.g. i=512,j=512,k=512")
+    tune.add_argument("--dtype", default="float32", choices=["float32", "float64", "int32", "int64"])
+    tune.add_argument("--budget", type=int, default=32, help="samples (measured candidates), default 32")
+    tune.add_argument("--strategy", default="mcts", choices=["mcts", "evolutionary", "random"])
+    tune.add_argument("--proposer", default="heuristic", choices=["heuristic", "llm"])
+    tune.add_argument("--threads", type=int, default=None, help="threads for parallel loops (default: all)")
+    tune.add_argument("--seed", type=int, default=None)
+    tune.add_argument("--db", default=None, help="tuning database (default: $MINICOMPILER_DB or "
+                                                 "~/.cache/minicompiler/tuning.jsonl)")
+    tune.add_argument("--resume", action="store_true", help="continue the latest run of this workload")
+    tune.add_argument("--timeout", type=float, default=60.0, help="seconds per candidate before it is killed")
+    tune.add_argument("--tree", default=None, help="write the MCTS tree as GraphML to this file")
+    tune.set_defaults(func=cmd_tune)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

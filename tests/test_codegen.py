@@ -54,3 +54,23 @@ def test_thread_count_must_be_positive() -> None:
     for bad in (0, -1, 1.5):
         with pytest.raises(ValueError):
             mc.set_num_threads(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("lanes", [1, 7, 16])
+def test_inline_exp_is_accurate_everywhere_including_edges(dtype: str, lanes: int) -> None:
+    X = mc.placeholder((1010,), dtype, name="X")
+    Y = mc.compute((1010,), lambda i: mc.exp(X[i]), name="Y")
+    program = mc.Schedule(Y).split("i", lanes).vectorize("i_i") if lanes > 1 else Y
+    edges = [np.nan, np.inf, -np.inf, 0.0, 1e-30, -1e-30, 88.72, -87.3, 709.0, -745.0]
+    x = np.concatenate([np.linspace(-120, 100, 1000), edges]).astype(dtype)
+    got = mc.build(program)(x)
+    with np.errstate(over="ignore", under="ignore"):
+        exact = np.exp(x.astype(np.float64)).astype(dtype)
+    normal = np.isfinite(exact) & (exact > np.finfo(dtype).tiny)
+    rel = np.abs(got[normal] - exact[normal]) / exact[normal]
+    assert rel.max() < 4 * np.finfo(dtype).eps
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(exact))
+    np.testing.assert_array_equal(got[np.isinf(exact)], exact[np.isinf(exact)])
+    subnormal = ~normal & np.isfinite(exact)
+    assert np.abs(got[subnormal] - exact[subnormal]).max() <= 4 * np.finfo(dtype).smallest_subnormal

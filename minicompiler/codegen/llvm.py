@@ -11,6 +11,8 @@ Conventions of the generated code:
 """
 from __future__ import annotations
 
+import math
+
 from llvmlite import ir
 
 from ..dtypes import element, is_float, itemsize, lanes
@@ -264,8 +266,51 @@ class LLVMEmitter:
         phi.add_incoming(f_value, f_block)
         return phi
 
+    def splat(self, t: ir.Type, value: float | int) -> ir.Constant:
+        """A constant of type ``t`` (scalar or vector) holding ``value`` in every lane."""
+        if isinstance(t, ir.VectorType):
+            return ir.Constant(t, [value] * t.count)
+        return ir.Constant(t, value)
+
+    def fast_exp(self, x: ir.Value) -> ir.Value:
+        """exp(x) inline, lane-parallel: x = n·ln2 + r with |r| <= ln2/2, exp(r) by its Taylor
+        polynomial (error below float precision), 2**n assembled in the exponent bits.
+
+        LLVM's own llvm.exp on a vector becomes one libm call per lane; this stays in registers.
+        """
+        bld = self.builder
+        double = "double" in str(x.type)
+        bits, mantissa, bias, degree = (64, 52, 1023, 13) if double else (32, 23, 127, 7)
+        high, low = (709.78, -745.13) if double else (88.7228, -103.97)
+        int_type = ir.IntType(bits)
+        vec_int = ir.VectorType(int_type, x.type.count) if isinstance(x.type, ir.VectorType) else int_type
+        clamped = bld.call(self.intrinsic("minimum", x.type, [x.type, x.type]),
+                           [bld.call(self.intrinsic("maximum", x.type, [x.type, x.type]), [x, self.splat(x.type, low)]),
+                            self.splat(x.type, high)])
+        n = bld.call(self.intrinsic("rint", x.type, [x.type]), [bld.fmul(clamped, self.splat(x.type, 1.4426950408889634))])
+        # Cody-Waite: ln2 = hi + lo with hi short enough that n * hi is exact in this precision.
+        ln2_hi, ln2_lo = (0.6931471803691238, 1.9082149292705877e-10) if double else (0.693359375, -2.12194440e-4)
+        r = bld.fsub(clamped, bld.fmul(n, self.splat(x.type, ln2_hi)))
+        r = bld.fsub(r, bld.fmul(n, self.splat(x.type, ln2_lo)))
+        poly = self.splat(x.type, 1.0 / math.factorial(degree))
+        for k in range(degree - 1, -1, -1):
+            poly = bld.call(self.intrinsic("fma", x.type, [x.type] * 3), [poly, r, self.splat(x.type, 1.0 / math.factorial(k))])
+        # 2**n as two factors 2**(n//2) * 2**(n - n//2): each stays a normal number, so values
+        # near the overflow edge and the gradual underflow into subnormals both come out right.
+        whole = bld.fptosi(n, vec_int)
+        half = bld.ashr(whole, self.splat(vec_int, 1))
+        result = poly
+        for part in (half, bld.sub(whole, half)):
+            scale = bld.shl(bld.add(part, self.splat(vec_int, bias)), self.splat(vec_int, mantissa))
+            result = bld.fmul(result, bld.bitcast(scale, x.type))
+        result = bld.select(bld.fcmp_ordered("<", x, self.splat(x.type, low)), self.splat(x.type, 0.0), result)
+        result = bld.select(bld.fcmp_ordered(">", x, self.splat(x.type, high)), self.splat(x.type, math.inf), result)
+        return bld.select(bld.fcmp_unordered("uno", x, x), x, result)  # NaN stays NaN
+
     def call(self, e: Call) -> ir.Value:
         x = self.expr(e.args[0])
+        if e.fn == "exp" and is_float(e.dtype):
+            return self.fast_exp(x)
         if e.fn == "not":
             return self.builder.not_(x)
         if e.fn == "abs" and not is_float(e.dtype):

@@ -166,6 +166,29 @@ def einsum_tensor(spec: EinsumSpec, operands: Sequence[Tensor], dtype: str, name
     return compute(shape, body, name=name, axis_names=list(spec.output))
 
 
+def einsum_program(spec: EinsumSpec, shapes: Sequence[tuple[int, ...]], dtypes: Sequence[str],
+                   result_dtype: str) -> tuple[Tensor, list[Tensor]]:
+    """The tensor program an einsum call on arrays runs: operands ``A``, ``B``… and the output.
+
+    The command line's ``tune`` builds its program here too, so what it tunes is found again
+    (by the program's structural key) when ``einsum`` meets arrays of the same signature.
+    """
+    names = [chr(ord("A") + n) if n < 26 else f"X{n}" for n in range(len(shapes))]
+    holders = [placeholder(s, d, name=n) for s, d, n in zip(shapes, dtypes, names)]
+    return einsum_tensor(spec, holders, result_dtype), holders
+
+
+def _tuned_or_default(tensor: Tensor, holders: list[Tensor]) -> Any:
+    """The best schedule in the tuning database for this program, target and thread count, else the tensor."""
+    try:
+        from search.tune import best_schedule
+        from ..runtime.threads import get_num_threads
+        schedule = best_schedule(tensor, threads=get_num_threads(), inputs=holders)
+    except Exception:  # noqa: BLE001 - an unreadable database must never break einsum
+        return tensor
+    return schedule if schedule is not None else tensor
+
+
 # ------------------------------------------------------------------------------------------ arrays
 
 Prepare = Optional[Callable[[np.ndarray], np.ndarray]]
@@ -214,10 +237,9 @@ def _make_plan(subscripts: str, arrays: list[np.ndarray], dtype: str) -> _Plan:
     with _lock:
         kernel = _kernels.get(kernel_key)
     if kernel is None:
-        names = [chr(ord("A") + n) if n < 26 else f"X{n}" for n in range(len(arrays))]
-        holders = [placeholder(s, a.dtype.name, name=n) for s, a, n in zip(shapes, arrays, names)]
-        tensor = einsum_tensor(EinsumSpec(inputs, spec.output, spec.sizes), holders, dtype)
-        kernel = build(tensor, inputs=holders, name="einsum")
+        tensor, holders = einsum_program(EinsumSpec(inputs, spec.output, spec.sizes), shapes,
+                                         [a.dtype.name for a in arrays], dtype)
+        kernel = build(_tuned_or_default(tensor, holders), inputs=holders)
         with _lock:
             _kernels[kernel_key] = kernel
     return _Plan([p for p, _, _ in prepared], kernel, scalar=len(spec.output) == 0)

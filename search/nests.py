@@ -1,0 +1,116 @@
+"""What the search reads off a loop nest: its statements, their loops, which loops are
+spatial (they index the output) or reductions, and which loop walks memory contiguously.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from minicompiler.analysis import affine_form
+from minicompiler.ir.expr import Const, Load
+from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, If, Seq, Stmt, Store
+from minicompiler.ir.visitor import walk
+from minicompiler.schedule.loops import free_vars
+
+
+@dataclass(frozen=True)
+class Nest:
+    """One statement and the loops around it (outermost first)."""
+
+    loops: tuple[For, ...]
+    write: Store | Accumulate
+
+    @property
+    def names(self) -> list[str]:
+        return [l.var.name for l in self.loops]
+
+    @property
+    def spatial(self) -> list[str]:
+        used = set().union(*(free_vars(i) for i in self.write.indices)) if self.write.indices else set()
+        return [l.var.name for l in self.loops if l.var in used]
+
+    @property
+    def reduction(self) -> list[str]:
+        spatial = set(self.spatial)
+        return [n for n in self.names if n not in spatial] if isinstance(self.write, Accumulate) else []
+
+    @property
+    def contiguous(self) -> Optional[str]:
+        """The loop that steps through the output's last index with stride 1."""
+        if not self.write.indices:
+            return None
+        form = affine_form(self.write.indices[-1]) or {}
+        for loop in reversed(self.loops):
+            if form.get(loop.var) == 1:
+                return loop.var.name
+        return None
+
+    def extent(self, name: str) -> int:
+        for l in self.loops:
+            if l.var.name == name and isinstance(l.extent, Const):
+                return int(l.extent.value)
+        return 0
+
+    def loop_of_output_dim(self, dim: int) -> Optional[str]:
+        if not -len(self.write.indices) <= dim < len(self.write.indices):
+            return None
+        form = affine_form(self.write.indices[dim]) or {}
+        for loop in reversed(self.loops):
+            if form.get(loop.var, 0) != 0:
+                return loop.var.name
+        return None
+
+    def reads(self) -> list[Load]:
+        return [n for n in walk(self.write) if isinstance(n, Load)]
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {l.var.name: l.kind for l in self.loops}
+
+
+def nests(func: Function) -> list[Nest]:
+    """Every Store / Accumulate with its loops, in program order.
+
+    Loops outside the Alloc of the written tensor are left out: each of their iterations
+    computes a fresh copy of the tensor, so for this statement they are neither spatial
+    nor a reduction.
+    """
+    found: list[Nest] = []
+    alloc_depth: dict[int, int] = {}
+
+    def visit(s: Stmt, loops: tuple[For, ...]) -> None:
+        if isinstance(s, (Store, Accumulate)):
+            found.append(Nest(loops[alloc_depth.get(id(s.tensor), 0):], s))
+        elif isinstance(s, For):
+            visit(s.body, loops + (s,))
+        elif isinstance(s, Seq):
+            for c in s.stmts:
+                visit(c, loops)
+        elif isinstance(s, Alloc):
+            alloc_depth[id(s.tensor)] = len(loops)
+            visit(s.body, loops)
+        elif isinstance(s, If):
+            visit(s.then_body, loops)
+            if s.else_body is not None:
+                visit(s.else_body, loops)
+
+    visit(func.body, ())
+    return found
+
+
+def main_nest(func: Function) -> Optional[Nest]:
+    """The nest doing the most work: the largest trip count (reductions first on ties)."""
+    best, best_work = None, -1
+    for nest in nests(func):
+        work = 1
+        for l in nest.loops:
+            work *= int(l.extent.value) if isinstance(l.extent, Const) else 1
+        work *= 2 if isinstance(nest.write, Accumulate) else 1
+        if work > best_work:
+            best, best_work = nest, work
+    return best
+
+
+def intermediates(func: Function) -> list[str]:
+    """Names of the scratch tensors (Allocs at the top level of the function), in program order."""
+    return [n.tensor.name for n in walk(func.body) if isinstance(n, Alloc)]

@@ -1,0 +1,311 @@
+"""Proposers: given a node of the search, ranked sequences of Steps to try next.
+
+The interface is what an LLM proposer implements too (``llm/``): it sees the program
+text, its trace, the measured times of its ancestors and the target, and answers with
+concrete, parameterised steps. ``HeuristicProposer`` is the offline default: it reads
+the loop nest and the target and proposes what a performance engineer would, phase by
+phase — place the stages, tile for registers and cache, cache/pack/vectorize the
+micro-kernel, parallelize — ranking parameter choices by a small model of registers,
+cache footprint and vector width.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, Sequence
+
+from minicompiler.ir.expr import Const, Load
+from minicompiler.ir.stmt import Accumulate
+from minicompiler.schedule import Schedule, ScheduleError, Step
+from minicompiler.schedule.loops import loops
+from minicompiler.target import Target
+
+from .nests import Nest, intermediates, main_nest, nests
+
+
+@dataclass
+class Context:
+    """What a proposer knows about a search node."""
+
+    schedule: Schedule
+    target: Target
+    time_s: Optional[float] = None                   # this node's measured time
+    baseline_s: Optional[float] = None               # the unscheduled program's time
+    ancestors: Sequence["Ancestor"] = ()             # parent first
+    tried: Sequence[tuple[Step, ...]] = ()           # proposals already expanded here
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    schedule: Schedule
+    time_s: Optional[float]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    steps: tuple[Step, ...]
+    reasoning: str = ""
+
+
+class Proposer(Protocol):
+    def propose(self, context: Context, n: int) -> list[Proposal]: ...
+
+
+@dataclass(frozen=True)
+class Tiling:
+    mr: int   # rows of the register tile
+    nr: int   # columns (a multiple of the vector width)
+    kc: int   # reduction block
+
+
+def register_count(target: Target) -> int:
+    if target.triple.startswith(("aarch64", "arm64")):
+        return 32
+    return 32 if target.vector_bits == 512 else 16
+
+
+def tilings(target: Target, m: int, n: int, k: int, lanes: int) -> list[Tiling]:
+    """Register tiles ranked: accumulators must fit the registers (keeping 4 for operands),
+    at least ~8 independent FMA chains hide latency, and a k-block of B stays in L1."""
+    regs = register_count(target) - 4
+    ranked: list[tuple[float, Tiling]] = []
+    for vectors in (1, 2, 3, 4):
+        nr = vectors * lanes
+        if nr > max(n, lanes):
+            continue
+        for mr in (1, 2, 3, 4, 6, 8, 12, 16):
+            if mr > max(m, 1) or mr * vectors > regs:
+                continue
+            chains = mr * vectors
+            # loads per FMA: (mr broadcasts + vectors loads) / (mr * vectors) — lower is better
+            intensity = (mr + vectors) / (mr * vectors)
+            waste = (-(-m // mr) * mr * -(-n // nr) * nr) / max(1, m * n)  # padding in the tails
+            score = intensity * waste + (0.5 if chains < 8 else 0.0)
+            kc = max(16, min(k, (target.l1_bytes * 3 // 4) // (nr * 4)))
+            kc = 1 << (kc.bit_length() - 1)
+            ranked.append((score, Tiling(mr, nr, min(kc, k))))
+    ranked.sort(key=lambda x: x[0])
+    seen, out = set(), []
+    for _, t in ranked:
+        if t not in seen:
+            seen.add(t)
+            out.append(t)
+    return out
+
+
+def _try(schedule: Schedule, steps: Sequence[Step]) -> Optional[Schedule]:
+    try:
+        return schedule.replay(steps)
+    except ScheduleError:
+        return None
+
+
+class HeuristicProposer:
+    def __init__(self, max_variants: int = 6) -> None:
+        self.max_variants = max_variants
+
+    def propose(self, context: Context, n: int) -> list[Proposal]:
+        schedule, target = context.schedule, context.target
+        tried = {tuple(t) for t in context.tried}
+        out: list[Proposal] = []
+        for phase in (self._stages, self._tile, self._microkernel, self._vectorize_rest, self._parallel):
+            for proposal in phase(schedule, target):
+                if proposal.steps in tried or any(p.steps == proposal.steps for p in out):
+                    continue
+                if _try(schedule, proposal.steps) is not None:
+                    out.append(proposal)
+            if out:  # propose from the earliest phase that still has work to do
+                return out[:n]
+        return out[:n]
+
+    # -- phase 1: where intermediate tensors are computed ------------------------------------
+    def _stages(self, schedule: Schedule, target: Target) -> list[Proposal]:
+        func = schedule.func
+        scratch = [name for name in intermediates(func) if not _inside_loop(func, name)]
+        if not scratch:
+            return []
+        out_nest = [n for n in nests(func) if n.write.tensor is func.outputs[0]][-1]
+        proposals = []
+        # Move every stage into one loop of the output nest, consumers first, deepest row first.
+        for depth in range(len(out_nest.loops) - 2, -1, -1):
+            at = out_nest.loops[depth].var.name
+            steps = tuple(Step.make("compute_at", tensor=t, at=at) for t in reversed(scratch))
+            proposals.append(Proposal(steps, f"compute every intermediate inside loop {at} so its "
+                                             f"rows stay in cache instead of round-tripping through memory"))
+        return proposals
+
+    # -- phase 2: tile the main contraction for registers and cache ---------------------------
+    def _tile(self, schedule: Schedule, target: Target) -> list[Proposal]:
+        nest = _largest(schedule.func, lambda n: isinstance(n.write, Accumulate) and not _is_tiled(n)
+                        and n.contiguous is not None and bool(n.reduction) and _work(n) >= 4096)
+        if nest is None:
+            return []
+        jn = nest.contiguous
+        spatial = [s for s in nest.spatial if s != jn]
+        if jn is None or not nest.reduction:
+            return []
+        im = nest.loop_of_output_dim(-2) if len(nest.write.indices) >= 2 else None
+        if im is None or im == jn:
+            im = spatial[-1] if spatial else None
+        lanes = target.vector_lanes(nest.write.tensor.dtype)
+        m = nest.extent(im) if im else 1
+        n, k = nest.extent(jn), max(nest.extent(r) for r in nest.reduction)
+        k_loop = max(nest.reduction, key=nest.extent)
+        proposals = []
+        for t in tilings(target, m, n, k, lanes)[: self.max_variants]:
+            steps: list[Step] = []
+            if im is not None and t.mr > 1:
+                steps.append(Step.make("tile", outer_loop=im, inner_loop=jn, outer_factor=t.mr, inner_factor=t.nr))
+                im_o, im_i = f"{im}_o", f"{im}_i"
+            else:
+                steps.append(Step.make("split", loop=jn, factor=t.nr))
+                im_o = im_i = None
+            jn_o, jn_i = f"{jn}_o", f"{jn}_i"
+            k_outer = []
+            if k > t.kc:
+                steps.append(Step.make("split", loop=k_loop, factor=t.kc))
+                k_outer, k_inner = [f"{k_loop}_o"], [f"{k_loop}_i"]
+            else:
+                k_inner = [k_loop]
+            others = [r for r in nest.reduction if r != k_loop]
+            outer_spatial = [s for s in nest.spatial if s not in (im, jn)]
+            order = outer_spatial + [jn_o] + k_outer + ([im_o] if im_o else []) + others + k_inner + \
+                ([im_i] if im_i else []) + [jn_i]
+            steps.append(Step.make("reorder", order=tuple(order)))
+            proposals.append(Proposal(tuple(steps), (
+                f"register tile {t.mr}x{t.nr} ({t.mr * (t.nr // lanes)} vector accumulators of {lanes} lanes), "
+                f"reduction blocked by {t.kc} so a block of the streamed operand stays in L1")))
+        return proposals
+
+    # -- phase 3: keep the tile in registers, pack the streamed operand, vectorize -------------
+    def _microkernel(self, schedule: Schedule, target: Target) -> list[Proposal]:
+        nest = _largest(schedule.func, lambda n: isinstance(n.write, Accumulate) and _is_tiled(n)
+                        and not n.write.tensor.name.endswith("_local") and not _has_kind(n, "vectorized"))
+        if nest is None:
+            return []
+        names = nest.names
+        jn_i = names[-1]
+        im_i = names[-2] if names[-2].endswith("_i") and nest.extent(names[-2]) <= 16 else None
+        at = _cache_level(nest)
+        lanes = target.vector_lanes(nest.write.tensor.dtype)
+        base: list[Step] = []
+        if at is not None:
+            base.append(Step.make("cache_write", tensor=nest.write.tensor.name, at=at))
+        tail = ([Step.make("unroll", loop=im_i)] if im_i else []) + [Step.make("vectorize", loop=jn_i)]
+        proposals = []
+        packed = self._pack_step(schedule, nest, lanes)
+        m_total = 1
+        for s in nest.spatial:
+            m_total *= nest.extent(s)
+        if packed is not None and m_total >= 64 * nest.extent(jn_i):
+            proposals.append(Proposal(tuple(base + [packed] + tail),
+                                      "accumulate the tile in registers; pack the streamed operand into "
+                                      "contiguous panels (its rows are far apart in memory); unroll rows, "
+                                      "vectorize columns"))
+        proposals.append(Proposal(tuple(base + tail), "accumulate the tile in registers; unroll rows, "
+                                                       "vectorize columns"))
+        if packed is not None and m_total < 64 * nest.extent(jn_i):
+            proposals.append(Proposal(tuple(base + [packed] + tail), "as before, with the operand packed"))
+        return proposals
+
+    @staticmethod
+    def _pack_step(schedule: Schedule, nest: Nest, lanes: int) -> Optional[Step]:
+        """Pack the input read with the vectorized loop in its last index (B in C = A·B)."""
+        from minicompiler.schedule.loops import free_vars
+        jn_i = nest.loops[-1].var
+        width = nest.extent(jn_i.name)
+        for load in nest.reads():
+            if not any(load.tensor is t for t in schedule.func.inputs) or load.tensor.ndim < 2:
+                continue
+            dims = [d for d, index in enumerate(load.indices) if jn_i in free_vars(index)]
+            if len(dims) == 1:  # the operand the vector loop walks: make that walk contiguous
+                return Step.make("pack", tensor=load.tensor.name, dim=dims[0], factor=width)
+        return None
+
+    # -- phase 4: vectorize the remaining (elementwise) nests ------------------------------------
+    def _vectorize_rest(self, schedule: Schedule, target: Target) -> list[Proposal]:
+        steps: list[Step] = []
+        current = schedule
+        for nest in nests(schedule.func):
+            if _has_kind(nest, "vectorized") or _has_kind(nest, "unrolled"):
+                continue
+            loop = nest.contiguous
+            if loop is None:
+                continue
+            extent = nest.extent(loop)
+            lanes = target.vector_lanes(nest.write.tensor.dtype)
+            if extent < 2:
+                continue
+            candidate = [Step.make("vectorize", loop=loop)] if extent <= 64 and loop == nest.names[-1] else \
+                [Step.make("split", loop=loop, factor=lanes), Step.make("vectorize", loop=f"{loop}_i")]
+            if nest.names[-1] != loop:
+                inner = nest.names[-1]
+                candidate = [Step.make("reorder", order=(loop, inner))] + candidate \
+                    if nest.extent(inner) > 0 else candidate
+            trial = _try(current, candidate)
+            if trial is not None:
+                current = trial
+                steps.extend(candidate)
+        return [Proposal(tuple(steps), "vectorize the contiguous loop of every remaining nest")] if steps else []
+
+    # -- phase 5: parallelize ------------------------------------------------------------------------
+    def _parallel(self, schedule: Schedule, target: Target) -> list[Proposal]:
+        func = schedule.func
+        if any(l.kind == "parallel" for l in loops(func)):
+            return []
+        nest = main_nest(func)
+        if nest is None:
+            return []
+        proposals = []
+        for depth, loop in enumerate(nest.loops):
+            extent = nest.extent(loop.var.name)
+            if loop.kind != "serial" or extent < 2:
+                continue
+            step = Step.make("parallel", loop=loop.var.name)
+            if _try(schedule, (step,)) is None:
+                continue  # a reduction loop, or iterations that share data
+            balance = (-(-extent // target.cores) * target.cores) / extent  # 1.0: every core equally busy
+            proposals.append(((round(balance, 2), depth), Proposal((step,), (
+                f"run {loop.var.name} ({extent} iterations) on {target.cores} cores; the outermost "
+                f"legal loop with even work per core has the least synchronisation"))))
+        proposals.sort(key=lambda p: p[0])
+        return [p for _, p in proposals[:3]]
+
+
+def _work(nest: Nest) -> int:
+    work = 1
+    for loop in nest.loops:
+        work *= int(loop.extent.value) if isinstance(loop.extent, Const) else 1
+    return work
+
+
+def _largest(func, accept) -> Optional[Nest]:  # noqa: ANN001
+    """The nest with the most iterations among those ``accept`` takes."""
+    candidates = [n for n in nests(func) if accept(n)]
+    return max(candidates, key=_work) if candidates else None
+
+
+def _inside_loop(func, name: str) -> bool:  # noqa: ANN001
+    from minicompiler.ir.stmt import Alloc, For
+    from minicompiler.ir.visitor import walk
+    for loop in (n for n in walk(func.body) if isinstance(n, For)):
+        if any(isinstance(a, Alloc) and a.tensor.name == name for a in walk(loop.body)):
+            return True
+    return False
+
+
+def _is_tiled(nest: Nest) -> bool:
+    return any(name.endswith("_i") for name in nest.names)
+
+
+def _has_kind(nest: Nest, kind: str) -> bool:
+    return any(l.kind == kind for l in nest.loops)
+
+
+def _cache_level(nest: Nest) -> Optional[str]:
+    """The loop just outside the reduction and register-tile loops: where the tile is reused."""
+    spatial = set(nest.spatial)
+    for loop in reversed(nest.loops):
+        name = loop.var.name
+        if name in spatial and not name.endswith("_i"):
+            return name
+    return None

@@ -1,0 +1,132 @@
+"""A tuning session: the budget, the measurer, the database and the history, shared by all strategies.
+
+Every strategy asks ``session.measure(schedule)``; that is the only way to spend a sample,
+so all strategies count samples the same way. Each result is appended to the database as
+soon as it is measured. A trace measured before in this run (also by an earlier, killed
+process of the same run) is answered from the record without spending a sample: a resumed
+deterministic strategy walks its old path for free and carries on where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from minicompiler.schedule import Schedule, Step
+from minicompiler.target import Target
+
+from .database import Database
+from .workload import Workload
+
+
+class BudgetExhausted(Exception):
+    pass
+
+
+@dataclass
+class Sample:
+    index: int           # 1-based sample number within the run
+    steps: tuple[Step, ...]
+    status: str
+    time_s: Optional[float]
+    best_s: Optional[float]   # best time so far, after this sample
+    wall_s: float             # seconds since the session started
+
+
+def trace_key(steps: tuple[Step, ...]) -> str:
+    return json.dumps([s.to_json() for s in steps], sort_keys=True)
+
+
+@dataclass
+class Session:
+    workload: Workload
+    measurer: Any
+    database: Database
+    budget: int
+    target: Target
+    threads: int
+    strategy: str
+    seed: int
+    run_id: str
+    progress: Optional[Callable[["Session", Sample], None]] = None
+    history: list[Sample] = field(default_factory=list)
+    best_steps: tuple[Step, ...] = ()
+    best_s: Optional[float] = None
+    baseline_s: Optional[float] = None
+    started: float = field(default_factory=time.perf_counter)
+    _known: dict[str, tuple[str, Optional[float]]] = field(default_factory=dict)
+
+    # -- resuming ---------------------------------------------------------------------------
+    def load_previous(self) -> int:
+        """Read this run's earlier samples from the database; returns how many there were."""
+        previous = sorted(self.database.records(run_id=self.run_id, workload=self.workload.key),
+                          key=lambda r: r.get("sample", 0))
+        for record in previous:
+            steps = tuple(Step.from_json(d) for d in record["steps"])
+            self._record(steps, record["status"], record.get("time_s"), write=False)
+        return len(previous)
+
+    # -- measuring ----------------------------------------------------------------------------
+    @property
+    def samples(self) -> int:
+        return len(self.history)
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.samples
+
+    def measure(self, schedule: Schedule) -> Optional[float]:
+        """Median seconds of ``schedule`` (None if it failed); costs one sample unless known."""
+        key = trace_key(schedule.steps)
+        if key in self._known:
+            return self._known[key][1]
+        if self.remaining <= 0:
+            raise BudgetExhausted
+        result = self.measurer.measure(list(schedule.steps))
+        return self._record(schedule.steps, result.status, result.time_s, write=True,
+                            compile_s=getattr(result, "compile_s", 0.0), error=getattr(result, "error", ""))
+
+    def _record(self, steps: tuple[Step, ...], status: str, time_s: Optional[float], write: bool,
+                compile_s: float = 0.0, error: str = "") -> Optional[float]:
+        time_s = time_s if status == "ok" else None
+        self._known[trace_key(steps)] = (status, time_s)
+        if not steps and time_s is not None:
+            self.baseline_s = time_s
+        if time_s is not None and (self.best_s is None or time_s < self.best_s):
+            self.best_s, self.best_steps = time_s, steps
+        sample = Sample(len(self.history) + 1, steps, status, time_s, self.best_s,
+                        time.perf_counter() - self.started)
+        self.history.append(sample)
+        if write:
+            self.database.append({
+                "run_id": self.run_id, "sample": sample.index, "workload": self.workload.key,
+                "workload_name": self.workload.name, "target": self.target.key(), "threads": self.threads,
+                "strategy": self.strategy, "seed": self.seed, "steps": [s.to_json() for s in steps],
+                "status": status, "time_s": time_s, "compile_s": compile_s, "error": error[:500],
+                "timestamp": time.time()})
+        if self.progress is not None:
+            self.progress(self, sample)
+        return time_s
+
+    def speedup(self, time_s: Optional[float]) -> float:
+        if time_s is None or self.baseline_s is None:
+            return 0.0
+        return self.baseline_s / time_s
+
+    def reward(self, time_s: Optional[float]) -> float:
+        """Normalised speedup in [0, 1]: this candidate's speedup over the best speedup seen."""
+        best = self.speedup(self.best_s)
+        return self.speedup(time_s) / best if best > 0 else 0.0
+
+
+def print_progress(session: Session, sample: Sample) -> None:
+    """One line per sample: index, what happened, the best so far."""
+    width = len(str(session.budget))
+    what = f"{sample.time_s * 1e3:9.3f} ms" if sample.time_s is not None else f"{sample.status:>12}"
+    best = f"best {session.best_s * 1e3:.3f} ms" if session.best_s is not None else "best -"
+    speedup = f"speedup {session.speedup(session.best_s):6.2f}x" if session.baseline_s else ""
+    last = str(sample.steps[-1]) if sample.steps else "(unscheduled)"
+    print(f"[{sample.index:>{width}}/{session.budget}] {what}  {best}  {speedup}  {last[:60]}",
+          file=sys.stderr, flush=True)

@@ -1,0 +1,157 @@
+"""``tune()``: search for a fast schedule of a tensor program by measuring candidates.
+
+    result = minicompiler.tune(C, budget=64, strategy="mcts")
+    result.speedup, result.best_time_s, print(result.trace())
+    kernel = result.kernel          # the best schedule, built
+
+Every sample goes to the tuning database as it is measured; ``resume=True`` continues the
+latest run of the same workload / strategy / proposer / threads, without re-measuring.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import networkx as nx
+
+from minicompiler.ir.tensor import Tensor
+from minicompiler.runtime.threads import default_threads
+from minicompiler.schedule import Schedule, Step
+from minicompiler.target import Target
+
+from .database import Database
+from .evolutionary import Evolutionary
+from .mcts import MCTS
+from .measure import Measurer
+from .proposer import HeuristicProposer, Proposer
+from .random_search import RandomSearch
+from .session import Sample, Session, print_progress
+from .workload import Workload
+
+STRATEGIES = ("mcts", "evolutionary", "random")
+
+
+@dataclass
+class TuneResult:
+    workload: Workload
+    best_steps: tuple[Step, ...]
+    best_time_s: Optional[float]
+    baseline_time_s: Optional[float]
+    history: list[Sample]
+    run_id: str
+    tree: Optional[nx.DiGraph] = None
+    _kernel: Any = field(default=None, repr=False)
+
+    @property
+    def speedup(self) -> float:
+        if not self.best_time_s or not self.baseline_time_s:
+            return 0.0
+        return self.baseline_time_s / self.best_time_s
+
+    @property
+    def samples(self) -> int:
+        return len(self.history)
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.workload.schedule(self.best_steps)
+
+    @property
+    def kernel(self):  # noqa: ANN201 - a minicompiler Kernel
+        if self._kernel is None:
+            from minicompiler.lower import build
+            self._kernel = build(self.schedule)
+        return self._kernel
+
+    def trace(self) -> str:
+        return self.schedule.trace()
+
+    def best_so_far(self) -> list[tuple[int, float]]:
+        """(sample index, best speedup so far) for every sample: the sample-efficiency curve."""
+        return [(s.index, (self.baseline_time_s / s.best_s) if s.best_s and self.baseline_time_s else 0.0)
+                for s in self.history]
+
+
+def _strategy(name: str, proposer: Proposer, c: float, branching: int):  # noqa: ANN202
+    if name == "mcts":
+        return MCTS(proposer, c=c, branching=branching)
+    if name == "evolutionary":
+        return Evolutionary()
+    if name == "random":
+        return RandomSearch()
+    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def _proposer(proposer: Any) -> Proposer:
+    if proposer == "heuristic":
+        return HeuristicProposer()
+    if proposer == "llm":
+        raise ValueError("the LLM proposer is not available yet; use proposer='heuristic'")
+    if hasattr(proposer, "propose"):
+        return proposer
+    raise ValueError(f"unknown proposer {proposer!r}; use 'heuristic', 'llm' or an object with .propose()")
+
+
+def _run_id(database: Database, base: str, seed: Optional[int], resume: bool) -> tuple[str, int]:
+    """The run to write to, and its seed: the latest matching run when resuming, else a new one."""
+    if resume:
+        runs: dict[str, dict] = {}
+        for r in database.records():
+            rid = str(r.get("run_id", ""))
+            if rid.startswith(base + ":") and (seed is None or r.get("seed") == seed):
+                runs[rid] = r
+        if runs:
+            latest = max(runs.values(), key=lambda r: r.get("timestamp", 0))
+            return str(latest["run_id"]), int(latest["seed"])
+    seed = seed if seed is not None else random.randrange(2**31)
+    return f"{base}:s{seed}:{time.strftime('%Y%m%dT%H%M%S')}:{random.randrange(10**6):06d}", seed
+
+
+def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any = "heuristic",
+         database: Any = None, seed: Optional[int] = None, threads: Optional[int] = None,
+         inputs: Optional[Sequence[Tensor]] = None, resume: bool = False, progress: bool = True,
+         timeout_s: float = 60.0, measurer: Any = None, c: float = math.sqrt(2), branching: int = 2,
+         name: str = "") -> TuneResult:
+    """Search ``budget`` measured samples for the fastest schedule of ``tensor``."""
+    if not isinstance(tensor, Tensor) or tensor.op is None:
+        raise TypeError("tune() takes a computed tensor (from compute() or einsum on placeholders)")
+    if not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget must be a positive number of samples, got {budget!r}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    threads = threads or default_threads()
+    workload = Workload(tensor, tuple(inputs) if inputs is not None else None, name or tensor.name)
+    db = database if isinstance(database, Database) else Database(database)
+    proposer_obj = _proposer(proposer)
+    proposer_name = proposer if isinstance(proposer, str) else type(proposer).__name__
+    target = Target.host()
+    base = f"{workload.key}:{strategy}:{proposer_name}:t{threads}"
+    run_id, seed = _run_id(db, base, seed, resume)
+    own_measurer = measurer is None
+    measurer = measurer or Measurer(workload, threads=threads, timeout_s=timeout_s)
+    session = Session(workload, measurer, db, budget, target, threads, strategy, seed, run_id,
+                      progress=print_progress if progress else None)
+    session.load_previous()
+    search = _strategy(strategy, proposer_obj, c, branching)
+    try:
+        search.run(session, random.Random(seed))
+    finally:
+        if own_measurer:
+            measurer.close()
+    tree = search.tree() if isinstance(search, MCTS) else None
+    return TuneResult(workload, session.best_steps, session.best_s, session.baseline_s, session.history,
+                      run_id, tree)
+
+
+def best_schedule(tensor: Tensor, database: Any = None, threads: Optional[int] = None,
+                  inputs: Optional[Sequence[Tensor]] = None) -> Optional[Schedule]:
+    """The fastest schedule the database holds for this program, target and thread count."""
+    db = database if isinstance(database, Database) else Database(database)
+    workload = Workload(tensor, tuple(inputs) if inputs is not None else None)
+    record = db.best(workload.key, Target.host().key(), threads or default_threads())
+    if record is None:
+        return None
+    return workload.schedule([Step.from_json(d) for d in record["steps"]])

@@ -1,0 +1,77 @@
+"""A Workload: the program being tuned, with what measuring it needs.
+
+The key is a structural hash of the unscheduled loop nest (its printed text), so the
+same computation on the same shapes finds the same database records in any process.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from minicompiler.ir.expr import BinOp, Call, Const
+from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, Seq, Store
+from minicompiler.ir.tensor import Tensor
+from minicompiler.ir.visitor import walk
+from minicompiler.schedule import Schedule
+
+
+@dataclass
+class Workload:
+    tensor: Tensor
+    inputs: Optional[tuple[Tensor, ...]] = None
+    name: str = ""
+    _initial: Optional[Function] = field(default=None, repr=False)
+
+    @property
+    def initial(self) -> Function:
+        if self._initial is None:
+            self._initial = Schedule(self.tensor, self.inputs).func
+        return self._initial
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(str(self.initial).encode()).hexdigest()[:16]
+
+    def schedule(self, steps: Sequence = ()) -> Schedule:
+        return Schedule(self.tensor, self.inputs, steps)
+
+    @property
+    def flops(self) -> int:
+        """Arithmetic operations of the unscheduled program (a multiply-add counts 2), for GFLOP/s."""
+        return _count_flops(self.initial) or 1
+
+    def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        arrays = []
+        for t in self.initial.inputs:
+            if t.dtype.startswith("int"):
+                arrays.append(rng.integers(-3, 4, size=t.shape).astype(t.dtype))
+            else:
+                arrays.append(rng.standard_normal(t.shape).astype(t.dtype))
+        return arrays
+
+
+def _count_flops(func: Function) -> int:
+    """Operations per statement times its trip count, over the default loop nest."""
+
+    def ops(expr) -> int:  # noqa: ANN001
+        return sum(1 for n in walk(expr) if isinstance(n, (BinOp, Call)))
+
+    def count(s, trips: int) -> int:  # noqa: ANN001
+        if isinstance(s, For):
+            extent = s.extent.value if isinstance(s.extent, Const) else 1
+            return count(s.body, trips * int(extent))
+        if isinstance(s, Seq):
+            return sum(count(c, trips) for c in s.stmts)
+        if isinstance(s, Alloc):
+            return count(s.body, trips)
+        if isinstance(s, Accumulate):
+            return trips * (ops(s.value) + 1)
+        if isinstance(s, Store):
+            return trips * ops(s.value)
+        return 0
+
+    return count(func.body, 1)
