@@ -46,16 +46,18 @@ class Hand:
         return f"{self.mr}x{self.nr} kc={self.kc} {loops} par={self.parallel}{' pack' if self.pack else ''}"
 
 
-# The schedule of the task description (6x32 tiles, k by 256, jki, pack B, parallel j_o), and the best of a
-# sweep per shape (mr in 2..16, nr in 16..128, kc 128..K, 3 loop orders, pack or not; see README.md).
-# nr = 64 needs N % 64 == 0: a 40-wide tail (1000 % 64) vectorizes badly, so 1000^3 uses nr = 32.
-# Without a pack, B is streamed in place: for M <= 128 packing (a serial copy of all of B) costs more
-# than it saves.
+# BRIEF: the schedule of the task description (6x32 tiles, k by 256, jki, pack B, parallel j_o), for other shapes.
+# HAND: the best of a sweep per shape on this machine (mr 2..16, nr 16..128, kc 64..K, loop orders ijk / jki / kji,
+# pack B or not, parallel i_o or j_o); differences under ~5% are within the noise. What the sweep showed:
+#  - nr must be a power of two: nr = 48 (or a 40-wide tail, as 1000 % 64 gives) is 10-20x slower, so 1000^3 uses 32;
+#  - for M <= 128 packing B (a serial copy of all of B before the parallel loop) costs more than it saves;
+#  - for M = 16, B (58 MB) streams from memory: kji order with 4x64 tiles reads it in long row runs;
+#    taller tiles (8 or 16 rows) were 2x slower, with or without a packed A.
 BRIEF = Hand(6, 32, 256)
 HAND: dict[tuple[int, int, int], Hand] = {
     (1024, 1024, 1024): Hand(6, 64, 256, ("i_o", "j_o", "k_o"), "i_o"),
-    (128, 4096, 4096): Hand(6, 64, 512, pack=False),
-    (16, 2048, 7168): Hand(4, 64, 1024, pack=False),
+    (128, 4096, 4096): Hand(6, 64, 256, pack=False),
+    (16, 2048, 7168): Hand(4, 64, 256, ("k_o", "j_o", "i_o"), "j_o", pack=False),
     (1000, 1000, 1000): Hand(8, 32, 250, ("i_o", "j_o", "k_o"), "i_o"),
 }
 

@@ -418,8 +418,9 @@ class LLVMEmitter:
             self.builder.store(value, slot)
 
         saved = (self.fn, self.builder, self.allocas, dict(self.values), dict(self.pointers))
+        self.outlined_count = getattr(self, "outlined_count", 0) + 1  # a loop may appear in main and tail copies
         outlined = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [i8p]),
-                               name=f"{self.fn.name}.{s.var.name}.parallel")
+                               name=f"{self.fn.name}.{s.var.name}.parallel{self.outlined_count}")
         outlined.linkage = "internal"
         outlined.attributes.add("nounwind")
         self.fn = outlined

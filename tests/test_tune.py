@@ -1,0 +1,183 @@
+"""tune(): strategies end to end, the database, resuming after SIGKILL, misbehaving candidates, the CLI."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minicompiler as mc
+from search.database import Database
+from search.measure import MeasureResult, Measurer, run_candidate
+from search.proposer import Context, HeuristicProposer
+from search.space import Space
+from search.workload import Workload
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _matmul(n: int = 48, name: str = "C"):
+    A = mc.placeholder((n, n), name="A")
+    B = mc.placeholder((n, n), name="B")
+    k = mc.reduce_axis(n, "k")
+    return A, B, mc.compute((n, n), lambda i, j: mc.sum(A[i, k] * B[k, j], axis=k), name=name)
+
+
+@pytest.mark.parametrize("strategy", ["mcts", "evolutionary", "random"])
+def test_each_strategy_spends_exactly_its_budget_and_finds_a_correct_faster_kernel(tmp_path: Path, strategy: str) -> None:
+    A, B, C = _matmul()
+    result = mc.tune(C, budget=8, strategy=strategy, database=tmp_path / "db.jsonl", seed=3, threads=1,
+                     progress=False)
+    assert result.samples == 8 == len(Database(tmp_path / "db.jsonl").records(run_id=result.run_id))
+    assert result.baseline_time_s and result.best_time_s and result.best_time_s <= result.baseline_time_s
+    a, b = np.random.default_rng(0).random((2, 48, 48), dtype=np.float32)
+    np.testing.assert_allclose(result.kernel(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    curve = result.best_so_far()
+    assert [i for i, _ in curve] == list(range(1, 9))
+    assert all(x <= y for (_, x), (_, y) in zip(curve, curve[1:]))  # best-so-far never gets worse
+
+
+def test_mcts_tree_is_exported_with_measured_nodes(tmp_path: Path) -> None:
+    *_, C = _matmul(32)
+    result = mc.tune(C, budget=7, database=tmp_path / "db.jsonl", seed=0, threads=1, progress=False)
+    tree = result.tree
+    assert tree is not None and tree.number_of_nodes() == 7
+    assert tree.nodes[0]["visits"] == 7
+    assert all(tree.nodes[n]["trace"] for n in tree.nodes if n != 0)
+
+
+def test_heuristic_proposer_builds_a_register_tiled_vectorized_kernel() -> None:
+    *_, C = _matmul(64)
+    schedule, target, proposer = Workload(C).schedule(), mc.Target.host(), HeuristicProposer()
+    for _ in range(8):
+        proposals = proposer.propose(Context(schedule, target), n=1)
+        if not proposals:
+            break
+        assert proposals[0].reasoning
+        schedule = schedule.replay(proposals[0].steps)
+    kinds = {l.kind for l in __import__("minicompiler.schedule.loops", fromlist=["loops"]).loops(schedule.func)}
+    assert {"vectorized", "unrolled"} <= kinds
+    assert any(s.op == "cache_write" for s in schedule.steps)
+
+
+def test_space_actions_are_all_legal_and_include_every_kind_of_step() -> None:
+    *_, C = _matmul(40)
+    schedule = Workload(C).schedule()
+    actions = Space(mc.Target.host()).actions(schedule)
+    ops = {a.op for a in actions}
+    assert {"split", "reorder", "parallel", "cache_write", "pack", "fuse"} <= ops
+    for step in actions:
+        schedule.apply(step)  # raises if the space offered an illegal step
+
+
+_RESUME_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import minicompiler as mc
+    A = mc.placeholder((40, 40), name="A"); B = mc.placeholder((40, 40), name="B")
+    k = mc.reduce_axis(40, "k")
+    C = mc.compute((40, 40), lambda i, j: mc.sum(A[i, k] * B[k, j], axis=k), name="C")
+    if __name__ == "__main__":
+        mc.tune(C, budget=14, strategy=sys.argv[2], database=sys.argv[1], seed=5, threads=1, progress=False)
+""")
+
+
+@pytest.mark.parametrize("strategy", ["mcts", "evolutionary"])
+def test_sigkill_mid_tune_then_resume_loses_no_sample(tmp_path: Path, strategy: str) -> None:
+    db_path = tmp_path / "db.jsonl"
+    script = tmp_path / "tune_script.py"
+    script.write_text(_RESUME_SCRIPT.format(root=str(ROOT)))
+    process = subprocess.Popen([sys.executable, str(script), str(db_path), strategy], start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not db_path.exists() or len(db_path.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the tuner and its measuring worker, mid-run
+    process.wait()
+    before = Database(db_path).records()
+    assert 5 <= len(before) < 14, "the tune should have been killed mid-run"
+
+    _, _, C = (None, None, _resume_program())
+    result = mc.tune(C, budget=14, strategy=strategy, database=db_path, seed=5, threads=1, resume=True,
+                     progress=False)
+    after = Database(db_path).records(run_id=before[0]["run_id"])
+    assert result.run_id == before[0]["run_id"]
+    assert len(after) == 14 == result.samples                       # the budget counted on
+    assert [r["sample"] for r in after] == list(range(1, 15))       # nothing measured twice, nothing lost
+    assert after[: len(before)] == before                            # the first samples are untouched
+    steps_seen = [json.dumps(r["steps"], sort_keys=True) for r in after]
+    assert len(set(steps_seen)) == len(steps_seen)
+
+
+def _resume_program():
+    A = mc.placeholder((40, 40), name="A")
+    B = mc.placeholder((40, 40), name="B")
+    k = mc.reduce_axis(40, "k")
+    return mc.compute((40, 40), lambda i, j: mc.sum(A[i, k] * B[k, j], axis=k), name="C")
+
+
+# Sent to the measuring worker by reference, so it lives at module level.
+def sabotaging_runner(workload: Workload, steps: list[dict], config: dict) -> MeasureResult:
+    """Segfault on candidates that pack, never return on the others that unroll; measure the rest."""
+    ops = {d["op"] for d in steps}
+    if "pack" in ops:
+        ctypes.string_at(0)
+    if "unroll" in ops:
+        time.sleep(3600)
+    return run_candidate(workload, steps, config)
+
+
+def test_segfaulting_and_hanging_candidates_are_recorded_and_the_tune_finishes(tmp_path: Path) -> None:
+    *_, C = _matmul(64)
+    workload = Workload(C)
+    with Measurer(workload, threads=1, timeout_s=4, runner=sabotaging_runner) as measurer:
+        result = mc.tune(C, budget=10, database=tmp_path / "db.jsonl", seed=1, threads=1, progress=False,
+                         measurer=measurer)
+    statuses = [s.status for s in result.history]
+    assert len(statuses) == 10
+    assert "crash" in statuses and "timeout" in statuses and "ok" in statuses
+    assert result.best_time_s is not None and not any(s.op in ("unroll", "pack") for s in result.best_steps)
+
+
+def test_einsum_on_arrays_uses_the_best_tuned_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from minicompiler.frontend.einsum import einsum_program, parse_einsum
+    monkeypatch.setenv("MINICOMPILER_DB", str(tmp_path / "db.jsonl"))
+    shapes = [(24, 40), (40, 56)]
+    tensor, holders = einsum_program(parse_einsum("ik,kj->ij", shapes), shapes, ["float32"] * 2, "float32")
+    result = mc.tune(tensor, budget=6, seed=2, inputs=holders, threads=mc.get_num_threads(), progress=False)
+    assert result.best_steps
+    a = np.random.default_rng(0).random(shapes[0], dtype=np.float32)
+    b = np.random.default_rng(1).random(shapes[1], dtype=np.float32)
+    np.testing.assert_allclose(mc.einsum("ik,kj->ij", a, b), a @ b, rtol=1e-4, atol=1e-4)
+    from minicompiler.frontend import einsum as einsum_module
+    kernels = [p.kernel for p in einsum_module._plans.values() if p.kernel.input_specs[0][1] == (24, 40)]
+    assert kernels and kernels[-1].ir == str(mc.lower(result.schedule))
+
+
+def test_cli_tune_runs_and_prints_the_replayable_best_schedule(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=32,j=32,k=32",
+                          "--budget", "5", "--db", str(tmp_path / "db.jsonl"), "--threads", "1", "--seed", "0"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "speedup" in out.stdout and "s = Schedule(tensor)" in out.stdout
+    assert "[5/5]" in out.stderr
+
+
+def test_bad_arguments_give_clear_errors(tmp_path: Path) -> None:
+    *_, C = _matmul(8)
+    with pytest.raises(ValueError, match="strategy"):
+        mc.tune(C, budget=2, strategy="genetic", database=tmp_path / "db.jsonl")
+    with pytest.raises(ValueError, match="budget"):
+        mc.tune(C, budget=0, database=tmp_path / "db.jsonl")
+    with pytest.raises(TypeError):
+        mc.tune(mc.placeholder((3,)), budget=2, database=tmp_path / "db.jsonl")
+    out = subprocess.run([sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=3"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2 and "size" in out.stderr
