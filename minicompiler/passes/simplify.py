@@ -142,6 +142,11 @@ class Simplify(Mutator):
                 split = self._divide(a, int(b.value), node.op)
                 if split is not None:
                     return split
+        if node.op == "add" and is_int(node.dtype):
+            for q, r in ((a, b), (b, a)):  # (x // c) * c + x % c  →  x: a fused loop's index, unfused
+                if isinstance(q, BinOp) and q.op == "mul" and isinstance(q.a, BinOp) and q.a.op == "floordiv" \
+                        and isinstance(r, BinOp) and r.op == "mod" and q.a.a == r.a and q.a.b == r.b == q.b:
+                    return r.a
         result = node if (a is node.a and b is node.b) else BinOp(node.op, a, b, node.dtype)
         if node.op in ("add", "sub") and node.dtype == "int64":
             return self._canonical(result)

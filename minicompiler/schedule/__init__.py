@@ -48,6 +48,14 @@ def apply_step(func: Function, step: Step) -> Function:
         raise ScheduleError(f"{step}: {error}") from None
 
 
+def _step(op: str, **args: Any) -> Step:
+    """A Step from a method's arguments; arguments that are not step data are a ScheduleError."""
+    try:
+        return Step.make(op, **args)
+    except TypeError as error:
+        raise ScheduleError(f"{op}: {error}") from None
+
+
 class Schedule:
     def __init__(self, tensor: Tensor, inputs: Optional[Sequence[Tensor]] = None,
                  steps: Sequence[Step] = (), name: Optional[str] = None) -> None:
@@ -63,7 +71,7 @@ class Schedule:
             self.func = apply_step(self.func, step)
             self.steps += (step,)
 
-    def _extend(self, step: Step) -> "Schedule":
+    def _extend(self, step: Step) -> "Schedule":  # noqa: D401 - every method below funnels here
         new = object.__new__(Schedule)
         new.tensor, new.inputs, new.name, new.initial = self.tensor, self.inputs, self.name, self.initial
         new.func = apply_step(self.func, step)
@@ -83,38 +91,38 @@ class Schedule:
     def split(self, loop: str, factor: Optional[int] = None, nparts: Optional[int] = None) -> "Schedule":
         args: dict[str, Any] = {"loop": loop}
         args.update({"factor": factor} if factor is not None else {"nparts": nparts})
-        return self._extend(Step.make("split", **args))
+        return self._extend(_step("split", **args))
 
     def tile(self, outer_loop: str, inner_loop: str, outer_factor: int, inner_factor: int) -> "Schedule":
-        return self._extend(Step.make("tile", outer_loop=outer_loop, inner_loop=inner_loop,
+        return self._extend(_step("tile", outer_loop=outer_loop, inner_loop=inner_loop,
                                       outer_factor=outer_factor, inner_factor=inner_factor))
 
     def reorder(self, *order: str) -> "Schedule":
-        return self._extend(Step.make("reorder", order=order))
+        return self._extend(_step("reorder", order=order))
 
     def fuse(self, outer: str, inner: str) -> "Schedule":
-        return self._extend(Step.make("fuse", outer=outer, inner=inner))
+        return self._extend(_step("fuse", outer=outer, inner=inner))
 
     def parallel(self, loop: str) -> "Schedule":
-        return self._extend(Step.make("parallel", loop=loop))
+        return self._extend(_step("parallel", loop=loop))
 
     def vectorize(self, loop: str) -> "Schedule":
-        return self._extend(Step.make("vectorize", loop=loop))
+        return self._extend(_step("vectorize", loop=loop))
 
     def unroll(self, loop: str, factor: Optional[int] = None) -> "Schedule":
-        return self._extend(Step.make("unroll", loop=loop, **({"factor": factor} if factor else {})))
+        return self._extend(_step("unroll", loop=loop, **({"factor": factor} if factor is not None else {})))
 
     def cache_write(self, tensor: str, at: str) -> "Schedule":
-        return self._extend(Step.make("cache_write", tensor=tensor, at=at))
+        return self._extend(_step("cache_write", tensor=tensor, at=at))
 
     def pack(self, tensor: str, dim: int, factor: int) -> "Schedule":
-        return self._extend(Step.make("pack", tensor=tensor, dim=dim, factor=factor))
+        return self._extend(_step("pack", tensor=tensor, dim=dim, factor=factor))
 
     def compute_at(self, tensor: str, at: str) -> "Schedule":
-        return self._extend(Step.make("compute_at", tensor=tensor, at=at))
+        return self._extend(_step("compute_at", tensor=tensor, at=at))
 
     def compute_inline(self, tensor: str) -> "Schedule":
-        return self._extend(Step.make("compute_inline", tensor=tensor))
+        return self._extend(_step("compute_inline", tensor=tensor))
 
     # Looking at a schedule.
     @property

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Optional
 
 from ..analysis import affine_expr, affine_form, value_range
-from ..ir.expr import BinOp, Const, Load, Select, Var
+from ..ir.expr import BinOp, Const, Expr, Load, Select, Var, const
 from ..ir.stmt import Accumulate, Alloc, For, Function, Store
 from ..ir.visitor import walk
 from .loops import ScheduleError, constant_extent, find_loop, free_vars, loops, replace_stmt
@@ -31,29 +31,46 @@ def _inner_ranges(loop: For) -> dict[Var, tuple[float, float]]:
     return ranges
 
 
-def _iterations_apart(loop: For, tensor_accesses: list) -> bool:
-    """True when every iteration of ``loop`` touches its own slice of the tensor.
+def _window(loop: For, indices: list[Expr], ranges: dict[Var, tuple[float, float]]) -> bool:
+    """Do these index expressions put each iteration of ``loop`` in its own slice?
 
-    That holds if some dimension's index is ``c * var + rest`` in every access, with the
-    same ``c`` and all the ``rest`` values within a window narrower than ``|c|``.
+    They must all read ``c * var + outer + inner`` with one ``c``, one ``outer`` part (loops
+    around ``loop``: fixed while it runs) and ``inner`` parts (loops inside it, plus constants)
+    whose values all fit in a window narrower than ``|c|``.
     """
+    forms = [affine_form(i) for i in indices]
+    if any(f is None for f in forms):
+        return False
+    coeffs = {f.get(loop.var, 0) for f in forms}  # type: ignore[union-attr]
+    outers = [{v: c for v, c in f.items() if v is not None and v is not loop.var and v not in ranges}  # type: ignore[union-attr]
+              for f in forms]
+    if len(coeffs) != 1 or 0 in coeffs or any(o != outers[0] for o in outers):
+        return False
+    lo, hi = math.inf, -math.inf
+    for f in forms:
+        inner = {v: c for v, c in f.items() if v is None or v in ranges}  # type: ignore[union-attr]
+        r_lo, r_hi = value_range(affine_expr(inner), ranges)
+        lo, hi = min(lo, r_lo), max(hi, r_hi)
+    return math.isfinite(lo) and math.isfinite(hi) and hi - lo < abs(coeffs.pop())
+
+
+def _iterations_apart(loop: For, tensor_accesses: list) -> bool:
+    """True when every iteration of ``loop`` touches its own slice of the tensor: along one
+    dimension, or along the flattened (row-major) address — what a fused loop needs."""
+    from ..passes.simplify import simplify_expr
     ranges = _inner_ranges(loop)
     ndim = len(tensor_accesses[0].indices)
     for d in range(ndim):
-        forms = [affine_form(a.indices[d]) for a in tensor_accesses]
-        if any(f is None for f in forms):
-            continue
-        coeffs = {f.get(loop.var, 0) for f in forms}  # type: ignore[union-attr]
-        if len(coeffs) != 1 or 0 in coeffs:
-            continue
-        lo, hi = math.inf, -math.inf
-        for f in forms:
-            rest = {v: c for v, c in f.items() if v is not loop.var}  # type: ignore[union-attr]
-            r_lo, r_hi = value_range(affine_expr(rest), ranges)
-            lo, hi = min(lo, r_lo), max(hi, r_hi)
-        if math.isfinite(lo) and math.isfinite(hi) and hi - lo < abs(coeffs.pop()):
+        if _window(loop, [a.indices[d] for a in tensor_accesses], ranges):
             return True
-    return False
+    shape = tensor_accesses[0].tensor.shape
+    flat = []
+    for a in tensor_accesses:
+        address: Expr = const(0, "int64")
+        for index, extent in zip(a.indices, shape):
+            address = address * extent + index
+        flat.append(simplify_expr(address))
+    return _window(loop, flat, ranges)
 
 
 def parallel(func: Function, loop: str) -> Function:
@@ -61,10 +78,11 @@ def parallel(func: Function, loop: str) -> Function:
     target = find_loop(func, loop)
     if target.kind != "serial":
         raise ScheduleError(f"{loop} is already {target.kind}")
-    around = [l for l in loops(func) if l.kind == "parallel"]
-    if around:
-        raise ScheduleError(f"only one loop level runs in parallel; {around[0].var.name} already does "
-                            f"(fuse loops to get more parallel iterations)")
+    from .loops import enclosing_loops
+    nested = [l for l in enclosing_loops(func, target) + list(loops(target.body)) if l.kind == "parallel"]
+    if nested:
+        raise ScheduleError(f"only one loop level runs in parallel; {nested[0].var.name}, around or inside "
+                            f"{loop}, already does (fuse loops to get more parallel iterations)")
     private = {id(n.tensor) for n in walk(target.body) if isinstance(n, Alloc)}
     written = {id(w.tensor): w for w in walk(target.body)
                if isinstance(w, (Store, Accumulate)) and id(w.tensor) not in private}

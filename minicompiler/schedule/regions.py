@@ -53,14 +53,16 @@ def region_in(loop_body: Stmt, tensor: Tensor, what: str) -> Region:
             form = affine_form(index)
             if form is None:
                 raise ScheduleError(f"{what}: index {index} of {tensor.name} is not affine")
-            fixed = {v: c for v, c in form.items() if (v is None or v not in ranges) and c != 0}
+            # Constant offsets (a stencil's i + 1) widen the inner range; they do not make a new region.
+            fixed = {v: c for v, c in form.items() if v is not None and v not in ranges and c != 0}
             varying = {v: c for v, c in form.items() if v is not None and v in ranges}
+            offset = form.get(None, 0)
             if n == 0:
                 outer[d] = fixed
             elif fixed != outer[d]:
                 raise ScheduleError(f"{what}: {tensor.name} is accessed at unrelated places inside the loop "
                                     f"({affine_expr(fixed)} vs {affine_expr(outer[d] or {})})")
-            low = sum(c * (ranges[v][0] if c > 0 else ranges[v][1]) for v, c in varying.items())
-            high = sum(c * (ranges[v][1] if c > 0 else ranges[v][0]) for v, c in varying.items())
+            low = offset + sum(c * (ranges[v][0] if c > 0 else ranges[v][1]) for v, c in varying.items())
+            high = offset + sum(c * (ranges[v][1] if c > 0 else ranges[v][0]) for v, c in varying.items())
             lo[d], hi[d] = (low, high) if n == 0 else (min(lo[d], low), max(hi[d], high))
     return Region(tuple(affine_expr(o or {}) for o in outer), tuple(lo), tuple(h - l + 1 for l, h in zip(lo, hi)))

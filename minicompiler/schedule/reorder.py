@@ -93,6 +93,8 @@ def _contains(outer: Stmt, inner: Stmt) -> bool:
 def fuse(func: Function, outer: str, inner: str) -> Function:
     """Merge ``inner`` (directly inside ``outer``) into one loop over both: ``outer_inner``."""
     o, i = find_loop(func, outer), find_loop(func, inner)
+    if not _contains(o, i):
+        raise ScheduleError(f"fuse needs {inner} directly inside {outer}, but {inner} is not inside {outer}")
     chain, body = _chain(o, {outer, inner})
     loops_ = [n for n in chain if isinstance(n, For)]
     if len(loops_) != 2 or loops_[1] is not i:

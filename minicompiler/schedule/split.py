@@ -20,7 +20,7 @@ from .reorder import reorder
 
 def split(func: Function, loop: str, factor: Optional[int] = None, nparts: Optional[int] = None) -> Function:
     """Split ``loop`` into ``loop_o`` × ``loop_i`` with ``loop_i`` running ``factor`` times
-    (or ``loop_o`` running ``nparts`` times)."""
+    (or into at most ``nparts`` outer iterations: the factor is ``ceil(extent / nparts)``)."""
     return split_named(func, loop, factor, nparts)[0]
 
 

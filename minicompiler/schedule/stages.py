@@ -65,6 +65,19 @@ def _remove(func: Function, doomed: list[Stmt], alloc: Alloc | None = None) -> F
     return func.with_body(Remove().visit(func.body))
 
 
+def _within(body: Stmt, dims: list[tuple[Expr, int, int, int]]) -> Stmt:
+    """Guard ``body`` with ``0 <= index < size`` for each dimension that the box may overrun."""
+    from ..ir.stmt import If
+    cond = None
+    for index, size, lo, extent in dims:
+        parts = [index < const(size, "int64")]
+        if lo < 0:
+            parts.append(index >= const(0, "int64"))
+        for part in parts:
+            cond = part if cond is None else cond & part
+    return If(cond, body) if cond is not None else body
+
+
 def compute_inline(func: Function, tensor: str) -> Function:
     """Substitute ``tensor``'s elementwise definition into its readers."""
     target = find_tensor(func, tensor)
@@ -111,6 +124,11 @@ def compute_at(func: Function, tensor: str, at: str) -> Function:
         from ..passes.simplify import simplify_expr
         inner = substitute(inner, {v: simplify_expr(v + s) for v, s in starts.items()})
         inner = _Retarget(target, local, lambda idx: tuple(l.var for l in spatial)).visit(inner)
+        # The region is a box from the consumer's loop ranges; at the tensor's edges (a tail tile,
+        # a stencil's halo) part of it lies outside the tensor: those points are never read, and
+        # computing them could read outside the producer's own inputs.
+        inner = _within(inner, [(simplify_expr(l.var + starts[l.var]), n, lo, extent)
+                                for l, n, lo, extent in zip(spatial, target.shape, region.lo, region.extent)])
         for l, extent in zip(reversed(spatial), reversed(region.extent)):
             inner = For(l.var, const(extent, "int64"), inner, l.kind)
         moved.append(inner)

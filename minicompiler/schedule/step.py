@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+# The order arguments print in: what is transformed first, then where, then how much.
+_ORDER = ("tensor", "loop", "outer_loop", "inner_loop", "outer", "inner", "order", "at", "dim",
+          "factor", "nparts", "outer_factor", "inner_factor")
+
+
 def _freeze(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
@@ -32,7 +37,9 @@ class Step:
 
     @staticmethod
     def make(op: str, **args: Any) -> "Step":
-        return Step(op, tuple((k, _freeze(v)) for k, v in args.items()))
+        """A step with its arguments in one canonical order, so equal steps compare equal."""
+        ordered = sorted(args.items(), key=lambda kv: (_ORDER.index(kv[0]) if kv[0] in _ORDER else len(_ORDER), kv[0]))
+        return Step(op, tuple((k, _freeze(v)) for k, v in ordered))
 
     @property
     def kwargs(self) -> dict[str, Any]:
