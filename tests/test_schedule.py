@@ -20,8 +20,7 @@ A small *reference interpreter* (``interpret`` below) runs a loop-nest ``Functio
 and checks every index against its tensor's shape.  It is independent of LLVM, so it can tell
 "the kernel computes the right numbers" apart from "the kernel only touches memory it owns".
 
-Tests marked ``xfail(strict=True, reason="bug: ...")`` document bugs found while writing this
-file; each flips to a failure (XPASS) once the bug is fixed, so the marker can be removed.
+The ``test_fixed_*`` tests at the end are regressions for bugs this file found.
 """
 from __future__ import annotations
 
