@@ -4,7 +4,13 @@ Nodes are programs (schedules); an edge is the step sequence a proposer suggeste
 One iteration: *select* a node by UCT (mean reward + c·sqrt(ln N_parent / N_child)),
 *expand* it with up to ``branching`` new proposals, *evaluate* each new child by a real
 measurement (reward: its speedup over the unscheduled program, normalised by the best
-speedup seen), and *backpropagate* the reward to the root. A node whose proposer has
+speedup seen), and *backpropagate* the reward to the root.
+
+Evaluation with ``rollout=True`` (the default) measures the child's program *completed*
+by the heuristic proposer's first choice at every later phase (tile → micro-kernel →
+vectorize → parallel): the classic MCTS rollout with a cheap default policy. Every sample
+is then a whole schedule, so a decision early in the tree is judged by what it leads to,
+not by a half-transformed program. A node whose proposer has
 nothing new to offer is exhausted; a subtree whose nodes are all exhausted is never
 selected again, and the search ends early when the whole tree is.
 """
@@ -49,15 +55,17 @@ class MCTS:
     name = "mcts"
 
     def __init__(self, proposer: Proposer, c: float = math.sqrt(2), branching: int = 2,
-                 ancestor_depth: int = 2) -> None:
+                 ancestor_depth: int = 2, rollout: bool = True, max_rollout_steps: int = 12) -> None:
         self.proposer, self.c, self.branching, self.ancestor_depth = proposer, c, branching, ancestor_depth
+        self.rollout, self.max_rollout_steps = rollout, max_rollout_steps
         self.root: Optional[Node] = None
 
     def run(self, session: Session, rng: random.Random) -> None:
         root = self.root = Node(session.workload.schedule())
-        root.time_s = session.measure(root.schedule)
-        self._backpropagate(root, 1.0 if root.time_s is not None else 0.0)
         try:
+            session.measure(root.schedule)  # the unscheduled program: the baseline of every speedup
+            root.time_s = self._evaluate(root, session)
+            self._backpropagate(root, session.reward(root.time_s))
             while session.remaining > 0 and not root.done():
                 node = self._select(root)
                 children = self._expand(node, session)
@@ -65,10 +73,25 @@ class MCTS:
                     node.exhausted = True
                     continue
                 for child in children:
-                    child.time_s = session.measure(child.schedule)
+                    child.time_s = self._evaluate(child, session)
                     self._backpropagate(child, session.reward(child.time_s))
         except BudgetExhausted:
             pass
+
+    def _evaluate(self, node: Node, session: Session) -> Optional[float]:
+        schedule = self._complete(node.schedule, session) if self.rollout else node.schedule
+        return session.measure(schedule)
+
+    def _complete(self, schedule: Schedule, session: Session) -> Schedule:
+        """The default policy: the heuristic's first proposal at each remaining phase."""
+        from .proposer import HeuristicProposer
+        policy = HeuristicProposer()
+        for _ in range(self.max_rollout_steps):
+            proposals = policy.propose(Context(schedule, session.target), 1)
+            if not proposals:
+                break
+            schedule = schedule.replay(proposals[0].steps)
+        return schedule
 
     def _select(self, node: Node) -> Node:
         while True:

@@ -1,0 +1,183 @@
+"""Sample efficiency: best-so-far speedup against the number of measured samples, per strategy.
+
+For each workload, each strategy (MCTS with the heuristic proposer, evolutionary, random)
+runs with the same budget for several seeds, in this one process, one after another. Every
+strategy counts samples the same way (``search.session``): one sample = one candidate built,
+checked and timed in the measuring worker; the unscheduled program is sample 1.
+
+Outputs: a CSV of every curve point (and ``--json`` records), a PNG plot of the median curve
+per strategy (min-max band over seeds), and per workload how many samples MCTS needs to
+reach the evolutionary search's final result. For matmul the hand schedule of
+``benchmarks/matmul.py`` is measured through the same harness, for reference.
+
+    python benchmarks/sample_efficiency.py [--quick] [--budget 64] [--seeds 3] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+import minicompiler as mc  # noqa: E402
+from search.measure import Measurer  # noqa: E402
+from search.tune import tune  # noqa: E402
+from search.workload import Workload  # noqa: E402
+
+STRATEGIES = ("mcts", "evolutionary", "random")
+
+
+def matmul(n: int) -> tuple[mc.Tensor, list]:
+    A = mc.placeholder((n, n), name="A")
+    B = mc.placeholder((n, n), name="B")
+    k = mc.reduce_axis(n, "k")
+    C = mc.compute((n, n), lambda i, j: mc.sum(A[i, k] * B[k, j], axis=k), name="C")
+    hand = (mc.Schedule(C).tile("i", "j", 6, 32).split("k", 256)
+            .reorder("j_o", "k_o", "i_o", "k_i", "i_i", "j_i")
+            .cache_write("C", "i_o").pack("B", 1, 32).unroll("i_i").vectorize("j_i").parallel("j_o"))
+    return C, list(hand.steps)
+
+
+def attention(heads: int, tokens: int, dim: int) -> mc.Tensor:
+    """softmax(Q Kᵀ / √d) V, stage by stage."""
+    Q, K, V = (mc.placeholder((heads, tokens, dim), name=n) for n in "QKV")
+    d = mc.reduce_axis(dim, "d")
+    scale = float(1 / np.sqrt(dim))
+    S = mc.compute((heads, tokens, tokens), lambda h, i, j: mc.sum(Q[h, i, d] * K[h, j, d], axis=d), name="S")
+    j1 = mc.reduce_axis(tokens, "j")
+    m = mc.compute((heads, tokens), lambda h, i: mc.max(S[h, i, j1], axis=j1), name="m")
+    E = mc.compute((heads, tokens, tokens), lambda h, i, j: mc.exp((S[h, i, j] - m[h, i]) * scale), name="E")
+    j2 = mc.reduce_axis(tokens, "j")
+    l = mc.compute((heads, tokens), lambda h, i: mc.sum(E[h, i, j2], axis=j2), name="l")
+    j3 = mc.reduce_axis(tokens, "j")
+    O = mc.compute((heads, tokens, dim), lambda h, i, e: mc.sum(E[h, i, j3] * V[h, j3, e], axis=j3), name="O")
+    return mc.compute((heads, tokens, dim), lambda h, i, e: O[h, i, e] / l[h, i], name="Y")
+
+
+def first_reaching(curve: list[float], target: float) -> Optional[int]:
+    for index, value in enumerate(curve, start=1):
+        if value >= target * (1 - 1e-9):
+            return index
+    return None
+
+
+def median_curve(curves: list[list[float]]) -> list[float]:
+    length = max(len(c) for c in curves)
+    padded = [c + [c[-1]] * (length - len(c)) for c in curves]
+    return [statistics.median(values) for values in zip(*padded)]
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
+    for ax, (workload, per_strategy) in zip(axes[0], results.items()):
+        for strategy, curves in per_strategy.items():
+            med = median_curve(curves)
+            xs = range(1, len(med) + 1)
+            ax.plot(xs, med, label=strategy, linewidth=2)
+            length = len(med)
+            padded = [c + [c[-1]] * (length - len(c)) for c in curves]
+            ax.fill_between(xs, np.min(padded, axis=0), np.max(padded, axis=0), alpha=0.15)
+        ax.set_title(workload)
+        ax.set_xlabel("samples (candidates measured)")
+        ax.set_ylabel("best speedup over unscheduled (x)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small workloads, budget 16, 2 seeds")
+    parser.add_argument("--budget", type=int, default=None)
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    parser.add_argument("--workloads", default="matmul,attention")
+    parser.add_argument("--out", default="results", help="folder for the CSV and the PNG")
+    parser.add_argument("--json", default=None, help="write records to this JSON file")
+    args = parser.parse_args()
+    budget = args.budget or (16 if args.quick else 64)
+    seeds = args.seeds or (2 if args.quick else 3)
+    threads = args.threads or mc.get_num_threads()
+    n = 256 if args.quick else 1024
+    programs = {}
+    if "matmul" in args.workloads:
+        programs[f"matmul {n}^3"] = matmul(n)
+    if "attention" in args.workloads:
+        shape = (4, 128, 64) if args.quick else (32, 256, 128)
+        programs[f"attention {shape[0]}h x {shape[1]} x {shape[2]}"] = (attention(*shape), None)
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, list[list[float]]]] = {}
+    records: list[dict] = []
+    rows: list[list] = []
+    for workload_name, (tensor, hand_steps) in programs.items():
+        print(f"\n== {workload_name}: budget {budget}, {seeds} seeds, {threads} threads", flush=True)
+        hand_s = None
+        if hand_steps:
+            with Measurer(Workload(tensor), threads=threads) as measurer:
+                hand = measurer.measure(hand_steps)
+            hand_s = hand.time_s
+            print(f"hand schedule: {hand.status} {hand_s * 1e3 if hand_s else float('nan'):.3f} ms")
+        results[workload_name] = {}
+        for strategy in STRATEGIES:
+            curves, finals = [], []
+            for seed in range(seeds):
+                with tempfile.TemporaryDirectory() as tmp:
+                    result = tune(tensor, budget=budget, strategy=strategy, database=Path(tmp) / "db.jsonl",
+                                  seed=seed, threads=threads, progress=False, name=workload_name)
+                curve = [s for _, s in result.best_so_far()]
+                curves.append(curve)
+                finals.append(result)
+                for index, speedup in enumerate(curve, start=1):
+                    rows.append([workload_name, strategy, seed, index, speedup, result.history[index - 1].best_s])
+                vs_hand = f"  {hand_s / result.best_time_s:.2f}x of hand" if hand_s and result.best_time_s else ""
+                best_ms = result.best_time_s * 1e3 if result.best_time_s else float("nan")
+                print(f"  {strategy:13s} seed {seed}: {result.samples} samples, best {best_ms:.3f} ms, "
+                      f"speedup {result.speedup:.1f}x{vs_hand}", flush=True)
+                records.append({"workload": workload_name, "impl": strategy, "threads": threads, "seed": seed,
+                                "median_s": result.best_time_s, "samples": result.samples,
+                                "speedup": result.speedup,
+                                "gflops": result.workload.flops / result.best_time_s / 1e9 if result.best_time_s else None,
+                                "fraction_of_hand": (hand_s / result.best_time_s) if hand_s and result.best_time_s else None})
+            results[workload_name][strategy] = curves
+        evo_final = statistics.median(c[-1] for c in results[workload_name]["evolutionary"])
+        mcts_curve = median_curve(results[workload_name]["mcts"])
+        needed = first_reaching(mcts_curve, evo_final)
+        print(f"  evolutionary final (median of seeds): {evo_final:.1f}x; MCTS reaches it after "
+              f"{needed if needed else 'more than ' + str(budget)} samples (median curve)")
+        for strategy, curves in results[workload_name].items():
+            med = median_curve(curves)
+            marks = [med[i - 1] for i in (8, 16, 32, 64) if i <= len(med)]
+            print(f"  {strategy:13s} median best speedup at 8/16/32/64 samples: "
+                  + " / ".join(f"{m:.1f}x" for m in marks))
+
+    csv_path = out_dir / "sample_efficiency.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["workload", "strategy", "seed", "sample", "best_speedup", "best_time_s"])
+        writer.writerows(rows)
+    png_path = out_dir / "sample_efficiency.png"
+    plot(results, png_path)
+    print(f"\nwrote {csv_path} and {png_path}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
