@@ -13,8 +13,15 @@ Isolation (``Measurer``, in the tuning process)
   If the worker dies while measuring (a segfault in generated code), the candidate is a
   "crash"; if it does not answer within ``timeout_s``, it is a "timeout" and the worker is
   killed (terminate, then kill). Either way the next candidate starts a fresh worker, so
-  ``measure`` never raises for a bad candidate and never hangs. Because of "spawn", a script
-  that measures must keep its top-level code under ``if __name__ == "__main__":``.
+  ``measure`` never raises for a bad candidate and never hangs. ``timeout_s`` covers one
+  candidate's replay, build, check and timing; a worker's start-up gets ``STARTUP_S`` more.
+  Because of "spawn", a script that measures must keep its top-level code under
+  ``if __name__ == "__main__":``.
+
+  What the worker runs per candidate is ``runner(workload, steps, config)`` (default
+  ``run_candidate``; tests inject others), where ``config`` comes from ``make_config``: the
+  inputs, the reference output and the repeat rules. Any other exception a runner raises is
+  an "error" naming its type; the worker carries on.
 
 Timing protocol (``run_candidate``, in the worker)
   0. Once per worker start: set the thread count (``set_num_threads``), build the
