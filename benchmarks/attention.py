@@ -145,7 +145,7 @@ def main() -> None:
     try:
         schedule = hand_schedule(h, t, d)
         if args.show:
-            print(schedule, "\n")
+            print(mc.lower(schedule), "\n")
         kernel, build_error = mc.build(schedule), None
     except Exception as error:  # a refused transform or a compile error is reported, not fatal
         kernel, build_error = None, error
