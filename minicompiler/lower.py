@@ -5,10 +5,12 @@
 
 The passes, in order:
   partition_tails   guard-free main loops + tails, for factors that do not divide extents
+  legalize_vectors  vectorized loops wider than a register: unrolled register-wide pieces
   simplify          index arithmetic, decided guards, loops that run once; tail guards become shorter loops
   unroll_loops      loops marked unrolled become copies of their bodies
   simplify          constants propagate into the copies
   vectorize_loops   loops marked vectorized become vector statements
+  simplify          fold what widening left (ramp bases)
 Parallel loops are outlined by the emitter (codegen/llvm.py) onto the OpenMP runtime.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Optional, Sequence, Union
 
 from .ir.stmt import Function
 from .ir.tensor import Tensor
+from .passes.legalize import legalize_vectors
 from .passes.partition import partition_tails
 from .passes.simplify import simplify
 from .passes.unroll import unroll_loops
@@ -28,21 +31,24 @@ from .target import Target
 Program = Union[Tensor, Schedule]
 
 
-def lower_function(func: Function) -> Function:
+def lower_function(func: Function, target: Optional[Target] = None) -> Function:
     func = partition_tails(func)
+    func = legalize_vectors(func, target or Target.host())
     func = simplify(func)  # type: ignore[assignment]
     func = unroll_loops(func)
     func = simplify(func)  # type: ignore[assignment]
-    return vectorize_loops(func)
+    func = vectorize_loops(func)
+    return simplify(func)  # type: ignore[return-value]
 
 
-def lower(program: Program, inputs: Optional[Sequence[Tensor]] = None, name: Optional[str] = None) -> Function:
+def lower(program: Program, inputs: Optional[Sequence[Tensor]] = None, name: Optional[str] = None,
+          target: Optional[Target] = None) -> Function:
     """The loop-nest program that computes a tensor (default schedule) or a Schedule, fully lowered."""
     if isinstance(program, Schedule):
-        return lower_function(program.func)
+        return lower_function(program.func, target)
     if not isinstance(program, Tensor):
         raise TypeError(f"lower() takes a tensor or a Schedule, got {type(program).__name__}")
-    return lower_function(Schedule(program, inputs, name=name).func)
+    return lower_function(Schedule(program, inputs, name=name).func, target)
 
 
 def build(program: Program, inputs: Optional[Sequence[Tensor]] = None, target: Optional[Target] = None,
@@ -52,10 +58,11 @@ def build(program: Program, inputs: Optional[Sequence[Tensor]] = None, target: O
     if not target.is_host:
         raise ValueError(f"cannot run code for {target.triple} on this host; use "
                          f"minicompiler.assembly(program, target) to inspect it")
-    func = lower(program, inputs, name)
+    func = lower(program, inputs, name, target)
     return Kernel(func, compile_cached(func, target))
 
 
 def assembly(program: Program, target: Optional[Target] = None, inputs: Optional[Sequence[Tensor]] = None) -> str:
     """The machine code for ``program`` on ``target`` (any LLVM target, e.g. ``Target.aarch64()``)."""
-    return cross_assembly(lower(program, inputs), target or Target.host())
+    target = target or Target.host()
+    return cross_assembly(lower(program, inputs, target=target), target)

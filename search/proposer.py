@@ -196,13 +196,20 @@ class HeuristicProposer:
         m_total = 1
         for s in nest.spatial:
             m_total *= nest.extent(s)
+        if packed is not None:  # the copy is a loop nest of its own: run it on every core too
+            packed_tensor = packed.kwargs["tensor"]
+            trial = _try(schedule, [packed])
+            first = trial.loops[0] if trial is not None else None
+            if first is not None and first.startswith(f"{packed_tensor}_packed"):
+                tail = tail + [Step.make("parallel", loop=first)]
         if packed is not None and m_total >= 64 * nest.extent(jn_i):
             proposals.append(Proposal(tuple(base + [packed] + tail),
                                       "accumulate the tile in registers; pack the streamed operand into "
                                       "contiguous panels (its rows are far apart in memory); unroll rows, "
                                       "vectorize columns"))
-        proposals.append(Proposal(tuple(base + tail), "accumulate the tile in registers; unroll rows, "
-                                                       "vectorize columns"))
+        plain = [t for t in tail if t.op != "parallel"]
+        proposals.append(Proposal(tuple(base + plain), "accumulate the tile in registers; unroll rows, "
+                                                        "vectorize columns"))
         if packed is not None and m_total < 64 * nest.extent(jn_i):
             proposals.append(Proposal(tuple(base + [packed] + tail), "as before, with the operand packed"))
         return proposals
@@ -250,10 +257,8 @@ class HeuristicProposer:
     # -- phase 5: parallelize ------------------------------------------------------------------------
     def _parallel(self, schedule: Schedule, target: Target) -> list[Proposal]:
         func = schedule.func
-        if any(l.kind == "parallel" for l in loops(func)):
-            return []
         nest = main_nest(func)
-        if nest is None:
+        if nest is None or any(l.kind == "parallel" for l in nest.loops):
             return []
         proposals = []
         for depth, loop in enumerate(nest.loops):

@@ -95,7 +95,12 @@ def cache_write(func: Function, tensor: str, at: str) -> Function:
 
     taken = used_names(func)
     local = Tensor(fresh_name(taken, f"{tensor}_local"), region.extent, target.dtype)
-    outer_vars = {l.var for l in enclosing_loops(func, loop)} | {loop.var}
+    # Loops around the Alloc of a scratch tensor each compute a fresh copy of it: not reductions.
+    around = enclosing_loops(func, loop)
+    alloc = next((n for n in walk(func.body) if isinstance(n, Alloc) and n.tensor is target), None)
+    if alloc is not None:
+        around = [l for l in around if any(x is l for x in walk(alloc.body))]
+    outer_vars = {l.var for l in around} | {loop.var}
     # The local tile may start from the reduction's identity only when every loop that
     # reduces into this tile (a loop whose variable no index uses) is inside ``at``.
     index_vars = set().union(*(free_vars(i) for w in writes for i in w.indices))
