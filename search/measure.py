@@ -32,7 +32,9 @@ Timing protocol (``run_candidate``, in the worker)
      ``np.isclose(rtol=1e-3, atol=1e-3 * rms(reference))`` (float rounding grows with the size
      of a reduction, and so does the magnitude of its result), integers exactly.
      A mismatch is "wrong" and is never timed.
-  3. One warm-up call, then timed calls (``time.perf_counter`` around each) until at least
+  3. (A candidate whose checked call alone took longer than ``budget_s`` gets one timed call,
+     its checked call serving as warm-up: it is far from the best, and ranking it needs no more.)
+     One warm-up call, then timed calls (``time.perf_counter`` around each) until at least
      ``min_repeats`` calls AND ``budget_s`` seconds of timed calls, at most ``max_repeats``.
      ``time_s`` is the median of the timed calls; ``times`` keeps them all.
 """
@@ -115,14 +117,21 @@ def run_candidate(workload: Workload, steps: list[dict], config: dict) -> Measur
     compile_s = time.perf_counter() - start
 
     out = _poisoned(reference)
+    t0 = time.perf_counter()
     kernel.run_unchecked(inputs, out)
+    first_s = time.perf_counter() - t0
     mismatch = compare(out, reference)
     if mismatch:
         return MeasureResult("wrong", None, [], compile_s, mismatch)
 
-    kernel.run_unchecked(inputs, out)  # warm-up
+    # A candidate slower than the whole budget per call is far from the best: the checked call
+    # was its warm-up, and one timed call is enough to rank it.
+    slow = 0 < config["budget_s"] < first_s
+    if not slow:
+        kernel.run_unchecked(inputs, out)  # warm-up
+    min_repeats = 1 if slow else config["min_repeats"]
     times: list[float] = []
-    while len(times) < config["max_repeats"] and (len(times) < config["min_repeats"]
+    while len(times) < config["max_repeats"] and (len(times) < min_repeats
                                                    or sum(times) < config["budget_s"]):
         t0 = time.perf_counter()
         kernel.run_unchecked(inputs, out)
