@@ -223,8 +223,8 @@ def cast(value: ExprLike, dtype: str) -> Expr:
 
 def _unify(a: ExprLike, b: ExprLike) -> tuple[Expr, Expr]:
     """Wrap scalars after the other operand's type, then cast both to numpy's common type."""
-    if not isinstance(a, Expr) and not isinstance(b, Expr):
-        raise TypeError("at least one operand must be an expression")
+    if not isinstance(a, Expr) and not isinstance(b, Expr):  # two Python numbers: numpy's defaults
+        a, b = as_expr(a), as_expr(b)
     if isinstance(a, Expr):
         b = as_expr(b, a.dtype)
     a = as_expr(a, b.dtype)  # type: ignore[union-attr]
