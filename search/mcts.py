@@ -25,7 +25,7 @@ import networkx as nx
 
 from minicompiler.schedule import Schedule, Step
 
-from .proposer import Ancestor, Context, Proposal, Proposer
+from .proposer import Ancestor, Context, Proposal, Proposer, greedy_schedule
 from .session import BudgetExhausted, Session
 
 
@@ -84,14 +84,7 @@ class MCTS:
 
     def _complete(self, schedule: Schedule, session: Session) -> Schedule:
         """The default policy: the heuristic's first proposal at each remaining phase."""
-        from .proposer import HeuristicProposer
-        policy = HeuristicProposer()
-        for _ in range(self.max_rollout_steps):
-            proposals = policy.propose(Context(schedule, session.target), 1)
-            if not proposals:
-                break
-            schedule = schedule.replay(proposals[0].steps)
-        return schedule
+        return greedy_schedule(schedule, session.target, self.max_rollout_steps)
 
     def _select(self, node: Node) -> Node:
         while True:

@@ -179,14 +179,21 @@ def einsum_program(spec: EinsumSpec, shapes: Sequence[tuple[int, ...]], dtypes: 
 
 
 def _tuned_or_default(tensor: Tensor, holders: list[Tensor]) -> Any:
-    """The best schedule in the tuning database for this program, target and thread count, else the tensor."""
+    """The schedule einsum compiles: the best one in the tuning database for this program,
+    target and thread count; else the heuristic proposer's greedy schedule (no search); else
+    the plain loop nest."""
+    from ..target import Target
     try:
+        from search.proposer import greedy_schedule
         from search.tune import best_schedule
         from ..runtime.threads import get_num_threads
-        schedule = best_schedule(tensor, threads=get_num_threads(), inputs=holders)
-    except Exception:  # noqa: BLE001 - an unreadable database must never break einsum
+        tuned = best_schedule(tensor, threads=get_num_threads(), inputs=holders)
+        if tuned is not None:
+            return tuned
+        from ..schedule import Schedule
+        return greedy_schedule(Schedule(tensor, holders), Target.host())
+    except Exception:  # noqa: BLE001 - a bad database or heuristic must never break einsum: fall back
         return tensor
-    return schedule if schedule is not None else tensor
 
 
 # ------------------------------------------------------------------------------------------ arrays
