@@ -82,12 +82,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"proposer {args.proposer}, threads {args.threads or mc.get_num_threads()}", file=sys.stderr)
     print(f"target: {mc.Target.host().describe()}", file=sys.stderr)
     start = time.perf_counter()
+    llm_options = {}
+    if args.proposer == "llm":
+        llm_options = dict(llm_model=args.llm_model, llm_base_url=args.llm_base_url, llm_timeout_s=args.llm_timeout,
+                           llm_max_calls=args.llm_max_calls, llm_max_tokens=args.llm_max_tokens,
+                           llm_record=args.llm_record, llm_replay=args.llm_replay, llm_fallback=args.llm_fallback)
     result = tune(tensor, budget=args.budget, strategy=args.strategy, proposer=args.proposer,
                   database=args.db, seed=args.seed, threads=args.threads, inputs=holders,
-                  resume=args.resume, timeout_s=args.timeout)
+                  resume=args.resume, timeout_s=args.timeout, **llm_options)
     elapsed = time.perf_counter() - start
     flops = result.workload.flops
     print(f"\n{result.samples} samples in {elapsed:.1f} s (run {result.run_id})")
+    if result.llm_stats is not None:
+        print(result.llm_stats.summary())
     if result.best_time_s is None:
         print("no candidate ran successfully")
         return 1
@@ -155,6 +162,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tune.add_argument("--resume", action="store_true", help="continue the latest run of this workload")
     tune.add_argument("--timeout", type=float, default=60.0, help="seconds per candidate before it is killed")
     tune.add_argument("--tree", default=None, help="write the MCTS tree as GraphML to this file")
+    llm = tune.add_argument_group("LLM proposer (--proposer llm; the key comes from $OPENAI_API_KEY only)")
+    llm.add_argument("--llm-model", default=None, help="model name (default: $MINICOMPILER_LLM_MODEL or gpt-4o-mini)")
+    llm.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint, e.g. "
+                                                          "http://localhost:11434/v1 (default: $OPENAI_BASE_URL)")
+    llm.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per LLM request (default 60)")
+    llm.add_argument("--llm-max-calls", type=int, default=None, help="at most this many LLM calls in this tune")
+    llm.add_argument("--llm-max-tokens", type=int, default=None, help="at most this many LLM tokens in this tune")
+    llm.add_argument("--llm-record", default=None, metavar="FILE", help="record LLM calls and measurements")
+    llm.add_argument("--llm-replay", default=None, metavar="FILE", help="replay a recording offline")
+    llm.add_argument("--no-llm-fallback", dest="llm_fallback", action="store_false",
+                     help="fail on LLM errors instead of continuing with the heuristic proposer")
     tune.set_defaults(func=cmd_tune)
     args = parser.parse_args(argv)
     try:
@@ -162,6 +180,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, TypeError) as error:
         print(f"minicompiler: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        llm_client = sys.modules.get("llm.client")      # an LLMError: say what failed, no traceback
+        if llm_client is None or not isinstance(error, llm_client.LLMError):
+            raise
+        print(f"minicompiler: LLM error: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class TuneResult:
     history: list[Sample]
     run_id: str
     tree: Optional[nx.DiGraph] = None
+    llm_stats: Any = None          # llm.LLMStats when the LLM proposer ran (calls, tokens, fallbacks, cost)
     _kernel: Any = field(default=None, repr=False)
 
     @property
@@ -77,7 +78,7 @@ class TuneResult:
 
 def _strategy(name: str, proposer: Proposer, c: float, branching: int):  # noqa: ANN202
     if name == "mcts":
-        return MCTS(proposer, c=c, branching=branching)
+        return MCTS(proposer, c=c, branching=branching, ancestor_depth=getattr(proposer, "ancestor_depth", 2))
     if name == "evolutionary":
         return Evolutionary()
     if name == "random":
@@ -85,11 +86,14 @@ def _strategy(name: str, proposer: Proposer, c: float, branching: int):  # noqa:
     raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
-def _proposer(proposer: Any) -> Proposer:
+def _proposer(proposer: Any, llm_options: dict[str, Any]) -> Proposer:
     if proposer == "heuristic":
+        if llm_options.get("record") is not None or llm_options.get("replay") is not None:
+            raise ValueError("llm_record / llm_replay need proposer='llm'")
         return HeuristicProposer()
     if proposer == "llm":
-        raise ValueError("the LLM proposer is not available yet; use proposer='heuristic'")
+        from llm import make_proposer
+        return make_proposer(**llm_options)
     if hasattr(proposer, "propose"):
         return proposer
     raise ValueError(f"unknown proposer {proposer!r}; use 'heuristic', 'llm' or an object with .propose()")
@@ -114,8 +118,14 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
          database: Any = None, seed: Optional[int] = None, threads: Optional[int] = None,
          inputs: Optional[Sequence[Tensor]] = None, resume: bool = False, progress: bool = True,
          timeout_s: float = 60.0, measurer: Any = None, c: float = math.sqrt(2), branching: int = 2,
-         name: str = "") -> TuneResult:
-    """Search ``budget`` measured samples for the fastest schedule of ``tensor``."""
+         name: str = "", llm_model: Optional[str] = None, llm_base_url: Optional[str] = None,
+         llm_api_key: Optional[str] = None, llm_timeout_s: float = 60.0, llm_max_calls: Optional[int] = None,
+         llm_max_tokens: Optional[int] = None, llm_record: Any = None, llm_replay: Any = None,
+         llm_fallback: bool = True) -> TuneResult:
+    """Search ``budget`` measured samples for the fastest schedule of ``tensor``.
+
+    ``proposer="llm"`` asks an OpenAI-compatible endpoint (``llm_*`` options, else $OPENAI_BASE_URL,
+    $OPENAI_API_KEY, $MINICOMPILER_LLM_MODEL); ``llm_record`` / ``llm_replay`` name a recording file."""
     if not isinstance(tensor, Tensor) or tensor.op is None:
         raise TypeError("tune() takes a computed tensor (from compute() or einsum on placeholders)")
     if not isinstance(budget, int) or budget < 1:
@@ -125,13 +135,22 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
     threads = threads or default_threads()
     workload = Workload(tensor, tuple(inputs) if inputs is not None else None, name or tensor.name)
     db = database if isinstance(database, Database) else Database(database)
-    proposer_obj = _proposer(proposer)
+    proposer_obj = _proposer(proposer, dict(
+        model=llm_model, base_url=llm_base_url, api_key=llm_api_key, timeout_s=llm_timeout_s,
+        max_calls=llm_max_calls, max_tokens=llm_max_tokens, record=llm_record, replay=llm_replay,
+        fallback=llm_fallback))
+    llm = proposer_obj if hasattr(proposer_obj, "wrap_measurer") else None   # an llm.LLMProposer
     proposer_name = proposer if isinstance(proposer, str) else type(proposer).__name__
     target = Target.host()
     base = f"{workload.key}:{strategy}:{proposer_name}:t{threads}"
+    if llm is not None and seed is None:
+        seed = llm.replay_seed          # a replay reuses the recorded run's seed
     run_id, seed = _run_id(db, base, seed, resume)
     own_measurer = measurer is None
     measurer = measurer or Measurer(workload, threads=threads, timeout_s=timeout_s)
+    if llm is not None:                 # record / replay the measurements with the LLM calls
+        llm.begin(workload, seed=seed, threads=threads, strategy=strategy, run_id=run_id)
+        measurer = llm.wrap_measurer(measurer)
     session = Session(workload, measurer, db, budget, target, threads, strategy, seed, run_id,
                       progress=print_progress if progress else None)
     session.load_previous()
@@ -143,7 +162,7 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
             measurer.close()
     tree = search.tree() if isinstance(search, MCTS) else None
     return TuneResult(workload, session.best_steps, session.best_s, session.baseline_s, session.history,
-                      run_id, tree)
+                      run_id, tree, llm.finish() if llm is not None else None)
 
 
 def best_schedule(tensor: Tensor, database: Any = None, threads: Optional[int] = None,
