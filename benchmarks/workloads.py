@@ -165,25 +165,22 @@ def _conv(name: str, title: str, channels: int, filters: int, height: int, width
 
 
 # ----------------------------------------------------------------------------- the suite
+# name, constructor, title, full-size shape, small shape (the same program scaled down for tests)
+SUITE = [
+    ("llama3_attention", _attention, "Llama-3-8B attention prefill (32 heads, 256 tokens, d 128)",
+     (32, 256, 128), (2, 64, 32)),
+    ("deepseek_moe", _matmul, "DeepSeek-R1 MoE expert [16,7168]x[7168,2048]", (16, 2048, 7168), (16, 96, 200)),
+    ("llama4_mlp", _mlp, "Llama-4-Scout SwiGLU MLP (16 tokens, 5120 -> 8192 -> 5120)", (16, 5120, 8192), (16, 80, 112)),
+    ("flux_attention", _attention, "FLUX attention (24 heads, 1024 tokens, d 128)", (24, 1024, 128), (2, 80, 32)),
+    ("flux_conv", _conv, "FLUX conv 3x3, 128->128 channels, 64x64, NCHW", (128, 128, 64, 64), (8, 12, 10, 13)),
+    ("matmul", _matmul, "matmul 1024^3", (1024, 1024, 1024), (67, 45, 33)),
+]
+
+
 def suite(small: bool = False) -> list[Workload]:
     """The six workloads of the report (``small``: the same programs on scaled-down shapes)."""
-    if small:
-        return [
-            _attention("llama3_attention", "Llama-3-8B attention (small)", 2, 64, 32),
-            _matmul("deepseek_moe", "DeepSeek-R1 MoE expert (small)", 16, 96, 200),
-            _mlp("llama4_mlp", "Llama-4-Scout SwiGLU MLP (small)", 16, 80, 112),
-            _attention("flux_attention", "FLUX attention (small)", 2, 80, 32),
-            _conv("flux_conv", "FLUX 3x3 conv (small)", 8, 12, 10, 13),
-            _matmul("matmul", "matmul (small)", 67, 45, 33),
-        ]
-    return [
-        _attention("llama3_attention", "Llama-3-8B attention prefill (32 heads, 256 tokens, d 128)", 32, 256, 128),
-        _matmul("deepseek_moe", "DeepSeek-R1 MoE expert [16,7168]x[7168,2048]", 16, 2048, 7168),
-        _mlp("llama4_mlp", "Llama-4-Scout SwiGLU MLP (16 tokens, 5120 -> 8192 -> 5120)", 16, 5120, 8192),
-        _attention("flux_attention", "FLUX attention (24 heads, 1024 tokens, d 128)", 24, 1024, 128),
-        _conv("flux_conv", "FLUX conv 3x3, 128->128 channels, 64x64, NCHW", 128, 128, 64, 64),
-        _matmul("matmul", "matmul 1024^3", 1024, 1024, 1024),
-    ]
+    return [make(name, f"{name} small {small_shape}", *small_shape) if small else make(name, title, *shape)
+            for name, make, title, shape, small_shape in SUITE]
 
 
 def by_name(small: bool = False) -> dict[str, Workload]:
