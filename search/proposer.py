@@ -13,13 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Sequence
 
+from minicompiler.dtypes import itemsize
 from minicompiler.ir.expr import Const, Load
-from minicompiler.ir.stmt import Accumulate
+from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, If, Seq, Stmt
+from minicompiler.ir.visitor import walk
 from minicompiler.schedule import Schedule, ScheduleError, Step
-from minicompiler.schedule.loops import loops
+from minicompiler.schedule.loops import enclosing_loops, free_vars, loops
 from minicompiler.target import Target
 
-from .nests import Nest, intermediates, main_nest, nests
+from .nests import Nest, intermediates, nests
 
 
 @dataclass
@@ -125,13 +127,47 @@ class HeuristicProposer:
             return []
         out_nest = [n for n in nests(func) if n.write.tensor is func.outputs[0]][-1]
         proposals = []
-        # Move every stage into one loop of the output nest, consumers first, deepest row first.
+        # Move every stage into one loop of the output nest, consumers first, deepest row first —
+        # only where that neither recomputes a stage nor re-streams a large input.
         for depth in range(len(out_nest.loops) - 2, -1, -1):
+            outer = out_nest.loops[: depth + 1]
+            if all(nest_extent(l) <= 1 for l in outer):
+                continue  # a loop of one iteration: nothing to gain
+            if not _indexes_every_stage_read(out_nest, outer, scratch):
+                continue
             at = out_nest.loops[depth].var.name
-            steps = tuple(Step.make("compute_at", tensor=t, at=at) for t in reversed(scratch))
-            proposals.append(Proposal(steps, f"compute every intermediate inside loop {at} so its "
-                                             f"rows stay in cache instead of round-tripping through memory"))
+            names = [l.var.name for l in outer]
+            # A block of rows rather than one: the contractions inside can then keep a register
+            # tile of several rows (one row reuses nothing of the streamed operand).
+            block = self._row_block(out_nest, depth, target)
+            variants = []
+            if block is not None:
+                blocked = (Step.make("split", loop=at, factor=block),) + tuple(
+                    Step.make("compute_at", tensor=t, at=f"{at}_o") for t in reversed(scratch))
+                variants.append((blocked, names[:-1] + [f"{at}_o"], f"a block of {block} rows of loop {at}"))
+            variants.append((tuple(Step.make("compute_at", tensor=t, at=at) for t in reversed(scratch)),
+                             names, f"loop {at}"))
+            for steps, outer_names, where in variants:
+                trial = _try(schedule, steps)
+                if trial is None or not _no_restreaming(trial.func, outer_names, target):
+                    continue
+                proposals.append(Proposal(steps, f"compute every intermediate inside {where} so its "
+                                                 f"rows stay in cache instead of round-tripping through memory"))
         return proposals
+
+    @staticmethod
+    def _row_block(nest: Nest, depth: int, target: Target) -> Optional[int]:
+        """Rows per block when the stages go inside loop ``depth`` of the output nest: the rows of
+        the best register tile for the output's (rows, contiguous columns), if the loop is long
+        enough to split."""
+        loop = nest.loops[depth]
+        m = nest_extent(loop)
+        jn = nest.contiguous
+        if jn is None or jn == loop.var.name or m < 16:
+            return None
+        lanes = target.vector_lanes(nest.write.tensor.dtype)
+        best = tilings(target, m, nest.extent(jn), 256, lanes)
+        return best[0].mr if best and best[0].mr > 1 else None
 
     # -- phase 2: tile the main contraction for registers and cache ---------------------------
     def _tile(self, schedule: Schedule, target: Target) -> list[Proposal]:
@@ -146,6 +182,11 @@ class HeuristicProposer:
         im = nest.loop_of_output_dim(-2) if len(nest.write.indices) >= 2 else None
         if im is None or im == jn:
             im = spatial[-1] if spatial else None
+        # The tile's rows must reuse the vectors loaded along jn: prefer a spatial loop that no read
+        # walked by jn depends on (output channels of a convolution, not its image rows).
+        reusing = [s for s in spatial if nest.extent(s) > 1 and not _shares_read(nest, s, jn)]
+        if im is not None and _shares_read(nest, im, jn) and reusing:
+            im = reusing[-1]
         lanes = target.vector_lanes(nest.write.tensor.dtype)
         m = nest.extent(im) if im else 1
         n, k = nest.extent(jn), max(nest.extent(r) for r in nest.reduction)
@@ -193,16 +234,28 @@ class HeuristicProposer:
         tail = ([Step.make("unroll", loop=im_i)] if im_i else []) + [Step.make("vectorize", loop=jn_i)]
         proposals = []
         packed = self._pack_step(schedule, nest, lanes)
+        # Rows that reuse the packed panel: the spatial loops its indices do not use. Packing
+        # costs one extra read and write of the operand, so it pays only with enough reuse
+        # (a 16-token matmul streaming its weights once must not copy them first).
         m_total = 1
-        for s in nest.spatial:
-            m_total *= nest.extent(s)
+        if packed is not None:
+            load = next(l for l in nest.reads() if l.tensor.name == packed.kwargs["tensor"])
+            used = {v.name for i in load.indices for v in free_vars(i)}
+            for s in nest.spatial:
+                if s not in used:
+                    m_total *= nest.extent(s)
+            # A vector loop over a dimension that is not the operand's last walks it with a stride
+            # (Kᵀ in Q·Kᵀ): without the copy every vector would be a gather, so pack it anyway.
+            strided = packed.kwargs["dim"] != load.tensor.ndim - 1
+            if m_total < 64 and not strided:
+                packed = None
         if packed is not None:  # the copy is a loop nest of its own: run it on every core too
             packed_tensor = packed.kwargs["tensor"]
             trial = _try(schedule, [packed])
             first = trial.loops[0] if trial is not None else None
             if first is not None and first.startswith(f"{packed_tensor}_packed"):
                 tail = tail + [Step.make("parallel", loop=first)]
-        if packed is not None and m_total >= 64 * nest.extent(jn_i):
+        if packed is not None:
             proposals.append(Proposal(tuple(base + [packed] + tail),
                                       "accumulate the tile in registers; pack the streamed operand into "
                                       "contiguous panels (its rows are far apart in memory); unroll rows, "
@@ -210,14 +263,11 @@ class HeuristicProposer:
         plain = [t for t in tail if t.op != "parallel"]
         proposals.append(Proposal(tuple(base + plain), "accumulate the tile in registers; unroll rows, "
                                                         "vectorize columns"))
-        if packed is not None and m_total < 64 * nest.extent(jn_i):
-            proposals.append(Proposal(tuple(base + [packed] + tail), "as before, with the operand packed"))
         return proposals
 
     @staticmethod
     def _pack_step(schedule: Schedule, nest: Nest, lanes: int) -> Optional[Step]:
         """Pack the input read with the vectorized loop in its last index (B in C = A·B)."""
-        from minicompiler.schedule.loops import free_vars
         jn_i = nest.loops[-1].var
         width = nest.extent(jn_i.name)
         for load in nest.reads():
@@ -257,26 +307,161 @@ class HeuristicProposer:
     # -- phase 5: parallelize ------------------------------------------------------------------------
     def _parallel(self, schedule: Schedule, target: Target) -> list[Proposal]:
         func = schedule.func
-        nest = main_nest(func)
-        if nest is None or any(l.kind == "parallel" for l in nest.loops):
+        # The statement doing the most work counting all loops around it, also those outside a
+        # local accumulator's Alloc (the loops of ``main_nest`` stop there).
+        proposals: list[tuple[tuple, Proposal]] = []
+        best, around, nest = -1, [], None
+        for candidate in nests(func):
+            around_c = enclosing_loops(func, candidate.write)
+            work = 2 if isinstance(candidate.write, Accumulate) else 1
+            for l in around_c:
+                work *= nest_extent(l)
+            if work > best:
+                best, around, nest = work, around_c, Nest(tuple(around_c), candidate.write)
+        if nest is None:
             return []
-        proposals = []
-        for depth, loop in enumerate(nest.loops):
-            extent = nest.extent(loop.var.name)
+        if any(l.kind == "parallel" for l in around):
+            others = _parallelize_other_nests(schedule, target)
+            return [Proposal(others, "run the other large stages on every core too")] if others else []
+        for depth, loop in enumerate(around):
+            extent = nest_extent(loop)
             if loop.kind != "serial" or extent < 2:
                 continue
             step = Step.make("parallel", loop=loop.var.name)
-            if _try(schedule, (step,)) is None:
+            trial = _try(schedule, (step,))
+            if trial is None:
                 continue  # a reduction loop, or iterations that share data
+            # The other big top-level nests (separate stages: G and U before an MLP's down
+            # projection, a padding stage) need all the cores as well.
+            others = _parallelize_other_nests(trial, target)
             balance = (-(-extent // target.cores) * target.cores) / extent  # 1.0: every core equally busy
-            proposals.append(((round(balance, 2), depth), Proposal((step,), (
+            # Inputs this loop does not index are read whole by every core: prefer the loop that
+            # splits the largest operand (a 16-row matmul splits its weights' columns, not its rows).
+            shared = _shared_input_bytes(nest, loop.var.name, {t.name for t in func.inputs})
+            # Below a loop that must stay serial (a reduction) the cores would fork and join once
+            # per iteration of it.
+            below_serial = any(nest_extent(l) > 1 and _try(schedule, (Step.make("parallel", loop=l.var.name),))
+                               is None for l in around[:depth])
+            rank = (below_serial, round(balance, 1), shared.bit_length() // 4, depth)
+            proposals.append((rank, Proposal((step,) + others, (
                 f"run {loop.var.name} ({extent} iterations) on {target.cores} cores; the outermost "
-                f"legal loop with even work per core has the least synchronisation"))))
+                f"legal loop with even work per core has the least synchronisation"
+                + ("; the other large stages on every core too" if others else "")))))
         proposals.sort(key=lambda p: p[0])
         return [p for _, p in proposals[:3]]
 
 
-def greedy_schedule(schedule: Schedule, target: Target, max_rounds: int = 12) -> Schedule:
+def _parallelize_other_nests(schedule: Schedule, target: Target,
+                             min_work: int = 1 << 16) -> tuple[Step, ...]:
+    """Parallel steps for every other top-level contraction with enough work (>= min_work iterations)
+    and no parallel loop yet: its outermost loop with at least ``target.cores`` iterations that
+    may run in parallel."""
+    steps: list[Step] = []
+    for index in range(len(_top_level_loops(schedule.func))):
+        top = _top_level_loops(schedule.func)[index]   # re-read: every step rebuilds the function
+        if any(l.kind == "parallel" for l in loops(top)) or _nest_work(top) < min_work:
+            continue
+        if not any(isinstance(n, Accumulate) for n in walk(top)):
+            continue  # initialisations and elementwise stages are memory-bound: a fork costs more
+        node = top
+        while isinstance(node, For):
+            step = Step.make("parallel", loop=node.var.name)
+            trial = _try(schedule, (step,)) if nest_extent(node) >= target.cores else None
+            if trial is not None:
+                schedule = trial
+                steps.append(step)
+                break
+            node = node.body
+    return tuple(steps)
+
+
+def _top_level_loops(func: Function) -> list[For]:
+    """The outermost loops of the function (through Allocs and Seqs), in program order."""
+    out: list[For] = []
+
+    def visit(s: Stmt) -> None:
+        if isinstance(s, For):
+            out.append(s)
+        else:
+            for c in _stmt_children(s):
+                visit(c)
+    visit(func.body)
+    return out
+
+
+def _nest_work(loop: For) -> int:
+    """Iterations of the largest path of loops from ``loop`` down."""
+    inner = [_nest_work(c) for c in _top_level_loops_of(loop.body)]
+    return nest_extent(loop) * max(inner, default=1)
+
+
+def _top_level_loops_of(s: Stmt) -> list[For]:
+    if isinstance(s, For):
+        return [s]
+    return [l for c in _stmt_children(s) for l in _top_level_loops_of(c)]
+
+
+def nest_extent(loop: For) -> int:
+    """A loop's trip count (1 when it is not a constant)."""
+    return int(loop.extent.value) if isinstance(loop.extent, Const) else 1
+
+
+def _indexes_every_stage_read(out_nest: Nest, outer: Sequence[For], scratch: Sequence[str]) -> bool:
+    """True when every loop of ``outer`` (with more than one iteration) indexes every read of an
+    intermediate in the output statement: otherwise computing the stages inside that loop would
+    recompute them once per iteration of a loop they do not depend on (H[t, k] inside the loop
+    over Y's columns; a padded image inside the loop over output channels)."""
+    for load in out_nest.reads():
+        if load.tensor.name not in scratch:
+            continue
+        used = set().union(*(free_vars(i) for i in load.indices)) if load.indices else set()
+        if any(nest_extent(l) > 1 and l.var not in used for l in outer):
+            return False
+    return True
+
+
+def _no_restreaming(func: Function, outer: Sequence[str], target: Target) -> bool:
+    """After moving stages inside the loops ``outer``: is no input re-read, once per iteration of an
+    outer loop it does not depend on, over a slab larger than L2? (x @ W computed one token row at
+    a time streams all of W from memory once per row.) The slab of a load below such a loop: the
+    extents of the loops inside it that the load's indices use."""
+    inputs = {t.name for t in func.inputs}
+    outer_names = set(outer)
+
+    def ok(s: Stmt, enclosing: tuple[For, ...]) -> bool:
+        if isinstance(s, For):
+            return ok(s.body, enclosing + (s,))
+        children = _stmt_children(s)
+        if children:
+            return all(ok(c, enclosing) for c in children)
+        for load in (n for n in walk(s) if isinstance(n, Load) and n.tensor.name in inputs):
+            used = set().union(*(free_vars(i) for i in load.indices)) if load.indices else set()
+            for depth, loop in enumerate(enclosing):
+                if loop.var.name not in outer_names or nest_extent(loop) <= 1 or loop.var in used:
+                    continue
+                slab = itemsize(load.tensor.dtype)
+                for inner in enclosing[depth + 1:]:
+                    if inner.var in used:
+                        slab *= nest_extent(inner)
+                if slab > target.l2_bytes:
+                    return False
+        return True
+    return ok(func.body, ())
+
+
+def _stmt_children(s: Stmt) -> list[Stmt]:
+    if isinstance(s, Seq):
+        return list(s.stmts)
+    if isinstance(s, Alloc):
+        return [s.body]
+    if isinstance(s, For):
+        return [s.body]
+    if isinstance(s, If):
+        return [s.then_body] + ([s.else_body] if s.else_body is not None else [])
+    return []
+
+
+def greedy_schedule(schedule: Schedule, target: Target, max_rounds: int = 24) -> Schedule:
     """The heuristic's first proposal at every phase, applied in turn: a good schedule with no search.
 
     MCTS uses it as its rollout policy; ``einsum`` uses it when the database has nothing better.
@@ -303,9 +488,29 @@ def _largest(func, accept) -> Optional[Nest]:  # noqa: ANN001
     return max(candidates, key=_work) if candidates else None
 
 
+def _shared_input_bytes(nest: Nest, loop: str, inputs: set[str]) -> int:
+    """Bytes of the input tensors the nest reads without using ``loop`` in their indices."""
+    total = 0
+    for load in nest.reads():
+        used = {v.name for i in load.indices for v in free_vars(i)}
+        if loop not in used and load.tensor.name in inputs:
+            size = itemsize(load.tensor.dtype)
+            for dim in load.tensor.shape:
+                size *= int(dim)
+            total += size
+    return total
+
+
+def _shares_read(nest: Nest, a: str, b: str) -> bool:
+    """Does some read of the nest depend on both loops ``a`` and ``b``?"""
+    for load in nest.reads():
+        used = {v.name for i in load.indices for v in free_vars(i)}
+        if a in used and b in used:
+            return True
+    return False
+
+
 def _inside_loop(func, name: str) -> bool:  # noqa: ANN001
-    from minicompiler.ir.stmt import Alloc, For
-    from minicompiler.ir.visitor import walk
     for loop in (n for n in walk(func.body) if isinstance(n, For)):
         if any(isinstance(a, Alloc) and a.tensor.name == name for a in walk(loop.body)):
             return True

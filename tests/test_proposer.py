@@ -1,0 +1,135 @@
+"""The heuristic proposer's rules on multi-stage programs: where stages go (no recomputation, no
+re-streaming of large inputs, blocks of rows), which loop the register tile's rows take, when to pack,
+which loops run in parallel. Every greedy schedule is also built and checked against numpy."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+import minicompiler as mc
+from minicompiler.schedule.loops import loops
+from search.proposer import greedy_schedule
+
+RNG = np.random.default_rng(0)
+
+
+def _greedy(tensor: mc.Tensor, target: mc.Target | None = None) -> mc.Schedule:
+    return greedy_schedule(mc.Schedule(tensor), target or mc.Target.host())
+
+
+def _ops(s: mc.Schedule, op: str) -> list[dict]:
+    return [step.kwargs for step in s.steps if step.op == op]
+
+
+def _check(s: mc.Schedule, args: list[np.ndarray], ref: np.ndarray) -> None:
+    out = mc.build(s)(*args)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- convolution
+def _conv(c: int, f: int, h: int, w: int) -> mc.Tensor:
+    X = mc.placeholder((1, c, h, w), name="X")
+    W = mc.placeholder((f, c, 3, 3), name="W")
+    P = mc.compute((1, c, h + 2, w + 2), lambda b, ch, y, x: mc.where(
+        (y >= 1) & (y < h + 1) & (x >= 1) & (x < w + 1), X[b, ch, y - 1, x - 1], 0.0), name="Xpad")
+    rc, ry, rx = mc.reduce_axis(c, "rc"), mc.reduce_axis(3, "ry"), mc.reduce_axis(3, "rx")
+    return mc.compute((1, f, h, w), lambda b, f, y, x: mc.sum(P[b, rc, y + ry, x + rx] * W[f, rc, ry, rx],
+                                                               axis=(rc, ry, rx)), name="conv")
+
+
+def _conv_numpy(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))
+    return np.tensordot(w, win, axes=([1, 2, 3], [1, 4, 5])).transpose(1, 0, 2, 3)
+
+
+@pytest.mark.parametrize("shape", [(8, 12, 10, 13), (16, 32, 16, 32)])
+def test_conv_tiles_output_channels_and_never_recomputes_the_padding_per_channel(shape: tuple) -> None:
+    c, f, h, w = shape
+    s = _greedy(_conv(c, f, h, w))
+    tile = _ops(s, "tile")[0]
+    assert tile["outer_loop"] == "f"          # rows of the tile: channels, which the image loads do not use
+    for placed in _ops(s, "compute_at"):     # never inside the output-channel loops
+        assert not placed["at"].startswith("f")
+    parallel = [l for l in loops(s.func) if l.kind == "parallel"]
+    assert parallel                          # ... and outside every reduction loop (one fork per call)
+    inside = {l.var.name for l in loops(parallel[0].body)}
+    assert all(l.var.name in inside for l in loops(s.func) if l.var.name.startswith(("rc", "ry", "rx")))
+    x = RNG.standard_normal((1, c, h, w), dtype=np.float32)
+    wt = RNG.standard_normal((f, c, 3, 3), dtype=np.float32)
+    _check(s, [x, wt], _conv_numpy(x, wt))
+
+
+# ----------------------------------------------------------------------------- SwiGLU MLP
+def _mlp(t: int, hidden: int, inter: int) -> mc.Tensor:
+    X = mc.placeholder((t, hidden), name="X")
+    Wg, Wu = mc.placeholder((hidden, inter), name="Wg"), mc.placeholder((hidden, inter), name="Wu")
+    Wd = mc.placeholder((inter, hidden), name="Wd")
+    kg, ku, kd = mc.reduce_axis(hidden, "kg"), mc.reduce_axis(hidden, "ku"), mc.reduce_axis(inter, "kd")
+    G = mc.compute((t, inter), lambda a, f: mc.sum(X[a, kg] * Wg[kg, f], axis=kg), name="G")
+    U = mc.compute((t, inter), lambda a, f: mc.sum(X[a, ku] * Wu[ku, f], axis=ku), name="U")
+    H = mc.compute((t, inter), lambda a, f: G[a, f] / (1.0 + mc.exp(-G[a, f])) * U[a, f], name="H")
+    return mc.compute((t, hidden), lambda a, o: mc.sum(H[a, kd] * Wd[kd, o], axis=kd), name="Y")
+
+
+def test_mlp_stages_are_not_recomputed_per_output_column_nor_weights_restreamed_per_token() -> None:
+    t, hidden, inter = 16, 80, 112
+    # A target whose L2 is smaller than one weight matrix: computing G, U per token would re-read them.
+    target = dataclasses.replace(mc.Target.host(), l2_bytes=16 * 1024)
+    s = _greedy(_mlp(t, hidden, inter), target)
+    assert not _ops(s, "compute_at")
+    assert not _ops(s, "pack")               # 16 rows reuse a panel too little to pay for the copy
+    parallel = {l.var.name for l in loops(s.func) if l.kind == "parallel"}
+    assert {"f_o", "f1_o", "o_o"} <= parallel  # G, U and Y each split their weights' columns
+    x = RNG.standard_normal((t, hidden), dtype=np.float32)
+    wg, wu = (RNG.standard_normal((hidden, inter), dtype=np.float32) / np.float32(math.sqrt(hidden))
+              for _ in range(2))
+    wd = RNG.standard_normal((inter, hidden), dtype=np.float32) / np.float32(math.sqrt(inter))
+    g = x @ wg
+    _check(s, [x, wg, wu, wd], (g / (1.0 + np.exp(-g)) * (x @ wu)) @ wd)
+
+
+# ----------------------------------------------------------------------------- attention
+def _attention(h: int, n: int, d: int) -> mc.Tensor:
+    Q, K, V = (mc.placeholder((h, n, d), name=x) for x in "QKV")
+    rd = mc.reduce_axis(d, "d")
+    S = mc.compute((h, n, n), lambda b, i, j: mc.sum(Q[b, i, rd] * K[b, j, rd], axis=rd), name="S")
+    jm = mc.reduce_axis(n, "jm")
+    m = mc.compute((h, n), lambda b, i: mc.max(S[b, i, jm], axis=jm), name="m")
+    E = mc.compute((h, n, n), lambda b, i, j: mc.exp((S[b, i, j] - m[b, i]) * (1.0 / math.sqrt(d))), name="E")
+    jl = mc.reduce_axis(n, "jl")
+    l = mc.compute((h, n), lambda b, i: mc.sum(E[b, i, jl], axis=jl), name="l")  # noqa: E741
+    jo = mc.reduce_axis(n, "jo")
+    O = mc.compute((h, n, d), lambda b, i, e: mc.sum(E[b, i, jo] * V[b, jo, e], axis=jo), name="O")
+    return mc.compute((h, n, d), lambda b, i, e: O[b, i, e] / l[b, i], name="Y")
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 32), (2, 80, 32)])
+def test_attention_stages_go_into_a_block_of_query_rows_and_k_is_packed(shape: tuple) -> None:
+    h, n, d = shape
+    s = _greedy(_attention(h, n, d))
+    split = _ops(s, "split")[0]
+    placed = _ops(s, "compute_at")
+    assert len(placed) == 5 and all(p["at"] == f"{split['loop']}_o" for p in placed)
+    assert split["factor"] > 1                     # several query rows: a register tile with rows
+    assert any(p["tensor"] == "K" for p in _ops(s, "pack"))  # Kᵀ walked along j: packed, not gathered
+    assert any(l.kind == "parallel" for l in loops(s.func))
+    q, k, v = (RNG.standard_normal((h, n, d), dtype=np.float32) for _ in range(3))
+    sc = q @ k.transpose(0, 2, 1) / np.float32(math.sqrt(d))
+    e = np.exp(sc - sc.max(-1, keepdims=True))
+    _check(s, [q, k, v], (e / e.sum(-1, keepdims=True)) @ v)
+
+
+def test_few_row_matmul_streams_its_weights_unpacked_in_parallel_over_columns() -> None:
+    A = mc.placeholder((16, 200), name="A")
+    B = mc.placeholder((200, 96), name="B")
+    r = mc.reduce_axis(200, "k")
+    s = _greedy(mc.compute((16, 96), lambda i, j: mc.sum(A[i, r] * B[r, j], axis=r), name="C"))
+    assert not _ops(s, "pack")
+    assert [p["loop"] for p in _ops(s, "parallel")] == ["j_o"]
+    a = RNG.standard_normal((16, 200), dtype=np.float32)
+    b = RNG.standard_normal((200, 96), dtype=np.float32)
+    _check(s, [a, b], a @ b)
