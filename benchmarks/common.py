@@ -14,7 +14,8 @@ Threads
   numpy: always measured in a fresh subprocess (``numpy_in_subprocess``) with
   ``OPENBLAS_NUM_THREADS=n``. ``OPENBLAS_CORETYPE`` (the "numpy-skx" variant) only takes effect
   before numpy is imported, so a subprocess is needed for it anyway; measuring plain "numpy"
-  the same way keeps the two comparable and works without threadpoolctl. This process keeps
+  the same way keeps the two comparable and works without threadpoolctl. (suite.py runs its numba
+  and torch columns through the same worker: a script's ``bench_case(case, tool, threads)``.) This process keeps
   OpenBLAS at one thread (it only computes references), so no idle BLAS pool competes with
   our kernels' threads.
 
@@ -156,36 +157,46 @@ def measure_or_estimate(workload: str, impl: str, threads: int,
     return rec
 
 
-# ----------------------------------------------------------------------------- numpy in a subprocess
+# ----------------------------------------------------------------------------- numpy (and other tools) in a subprocess
 def numpy_in_subprocess(script: str, case: dict[str, Any], threads: int, protocol: Protocol,
-                        coretype: Optional[str] = None) -> dict[str, Any]:
-    """Check and time ``numpy_impl(*make_inputs(case))`` of ``script`` in a fresh Python with
-    OPENBLAS_NUM_THREADS=threads (and OPENBLAS_CORETYPE=coretype). Returns the worker's JSON."""
+                        coretype: Optional[str] = None, tool: Optional[str] = None,
+                        ref_path: Optional[str] = None) -> dict[str, Any]:
+    """Check and time one implementation of ``script`` in a fresh Python with
+    OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=threads (and OPENBLAS_CORETYPE=coretype). Returns the worker's JSON.
+
+    What runs: ``numpy_impl(*make_inputs(case))`` checked against ``numpy_impl`` on float64 copies
+    (``TOLERANCE``) — the protocol of matmul.py and attention.py; or, when the script defines
+    ``bench_case(case, tool, threads) -> (fn, tolerance, note)``, ``fn()`` checked against the
+    reference array saved in ``ref_path`` (.npy) — how suite.py runs numpy, numba and torch."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     env.pop("OPENBLAS_CORETYPE", None)
     if coretype:
         env["OPENBLAS_CORETYPE"] = coretype
-    spec = json.dumps({"script": os.path.abspath(script), "case": case,
-                       "min_runs": protocol.min_runs, "min_time": protocol.min_time})
+    spec = json.dumps({"script": os.path.abspath(script), "case": case, "tool": tool, "threads": threads,
+                       "ref_path": ref_path, "min_runs": protocol.min_runs, "min_time": protocol.min_time})
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--numpy-worker", spec],
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"numpy worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(f"{tool or 'numpy'} worker failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def numpy_record(workload: str, impl: str, threads: int, script: str, case: dict[str, Any],
-                 flops: float, protocol: Protocol, coretype: Optional[str] = None) -> Record:
+                 flops: float, protocol: Protocol, coretype: Optional[str] = None,
+                 tool: Optional[str] = None, ref_path: Optional[str] = None) -> Record:
+    """A record of ``numpy_in_subprocess`` (``tool``/``ref_path``: see there)."""
     rec = Record(workload, impl, threads)
     try:
-        r = numpy_in_subprocess(script, case, threads, protocol, coretype)
+        r = numpy_in_subprocess(script, case, threads, protocol, coretype, tool, ref_path)
     except RuntimeError as error:
         rec.note = str(error)
         return rec
-    rec.correct, rec.max_rel_err, rec.extra["blas_core"] = r["correct"], r["max_rel_err"], r["blas_core"]
-    rec.note = f"OpenBLAS kernels: {r['blas_core']}"
+    rec.correct, rec.max_rel_err = r["correct"], r["max_rel_err"]
+    rec.note = r.get("note") or f"OpenBLAS kernels: {r['blas_core']}"
+    if r.get("blas_core") and (tool is None or tool.startswith("numpy")):
+        rec.extra["blas_core"] = r["blas_core"]
     if r["median_s"] is None:
-        rec.note = "WRONG RESULT vs float64: not timed"
+        rec.note = f"WRONG RESULT (max rel err {r['max_rel_err']:.2e}): not timed"
     else:
         rec.median_s, rec.runs, rec.gflops = r["median_s"], r["runs"], flops / r["median_s"] / 1e9
     return rec
@@ -209,17 +220,24 @@ def _openblas_core() -> str:
 
 def _numpy_worker(spec_json: str) -> None:
     spec = json.loads(spec_json)
+    sys.path.insert(0, os.path.dirname(spec["script"]))  # the script's own imports (common, workloads, ...)
     module_spec = importlib.util.spec_from_file_location("bench_script", spec["script"])
     module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
     sys.modules["bench_script"] = module  # dataclasses look their module up here
     module_spec.loader.exec_module(module)  # type: ignore[union-attr]
-    inputs = module.make_inputs(spec["case"])
-    run = lambda: module.numpy_impl(*inputs)  # noqa: E731
-    err = max_rel_error(run(), module.numpy_impl(*[x.astype(np.float64) for x in inputs]))
-    correct = err <= module.TOLERANCE
+    note = ""
+    if hasattr(module, "bench_case"):
+        run, tolerance, note = module.bench_case(spec["case"], spec["tool"], spec["threads"])
+        ref = np.load(spec["ref_path"])
+    else:
+        inputs = module.make_inputs(spec["case"])
+        run = lambda: module.numpy_impl(*inputs)  # noqa: E731
+        ref, tolerance = module.numpy_impl(*[x.astype(np.float64) for x in inputs]), module.TOLERANCE
+    err = max_rel_error(run(), ref)
+    correct = err <= tolerance
     timing = time_fn(run, Protocol(spec["min_runs"], spec["min_time"])) if correct else None
     print(json.dumps({"median_s": timing.median_s if timing else None, "runs": timing.runs if timing else 0,
-                      "correct": correct, "max_rel_err": err, "blas_core": _openblas_core()}))
+                      "correct": correct, "max_rel_err": err, "blas_core": _openblas_core(), "note": note}))
 
 
 # ----------------------------------------------------------------------------- FMA peak

@@ -76,12 +76,18 @@ def median_curve(curves: list[list[float]]) -> list[float]:
     return [statistics.median(values) for values in zip(*padded)]
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, columns: int = 3) -> None:
+    """One panel per workload (``columns`` per row): the median best-so-far speedup per strategy,
+    with the min-max band over seeds."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
-    for ax, (workload, per_strategy) in zip(axes[0], results.items()):
+    columns = max(1, min(columns, len(results)))
+    rows = -(-len(results) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(results):]:
+        ax.set_visible(False)
+    for ax, (workload, per_strategy) in zip(axes.flat, results.items()):
         for strategy, curves in per_strategy.items():
             med = median_curve(curves)
             xs = range(1, len(med) + 1)
@@ -97,6 +103,90 @@ def plot(results: dict, path: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def hand_time(tensor: mc.Tensor, steps: list, threads: int) -> Optional[float]:
+    """A hand schedule measured through the tuner's harness (the same check and timing)."""
+    with Measurer(Workload(tensor), threads=threads) as measurer:
+        hand = measurer.measure(steps)
+    print(f"hand schedule: {hand.status} {hand.time_s * 1e3 if hand.time_s else float('nan'):.3f} ms", flush=True)
+    return hand.time_s
+
+
+def run_curves(programs: dict[str, mc.Tensor], budget: int, seeds: int, threads: int,
+               database: Optional[Path] = None, hand_s: Optional[dict[str, Optional[float]]] = None,
+               strategies: tuple[str, ...] = STRATEGIES, progress: bool = False,
+               ) -> tuple[dict[str, dict[str, list[list[float]]]], list[dict], list[list]]:
+    """Every strategy x seed on every program, ``budget`` samples each.
+
+    ``database=None``: each run in a fresh temporary database (always searched from scratch);
+    a path: the runs go to that database with ``resume=True`` and seed = 0..seeds-1, so a run
+    already there is reused (and continued if it has fewer than ``budget`` samples) and an
+    interrupted one carries on. Curves are cut to ``budget`` samples.
+    Returns (curves per workload and strategy, one record per run, CSV rows)."""
+    hand_s = hand_s or {}
+    results: dict[str, dict[str, list[list[float]]]] = {}
+    records: list[dict] = []
+    rows: list[list] = []
+    for workload_name, tensor in programs.items():
+        print(f"\n== sample efficiency, {workload_name}: budget {budget}, {seeds} seed(s), {threads} thread(s)",
+              file=sys.stderr, flush=True)
+        results[workload_name] = {}
+        for strategy in strategies:
+            curves = []
+            for seed in range(seeds):
+                if database is None:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        result = tune(tensor, budget=budget, strategy=strategy, database=Path(tmp) / "db.jsonl",
+                                      seed=seed, threads=threads, progress=progress, name=workload_name)
+                else:
+                    result = tune(tensor, budget=budget, strategy=strategy, database=database, seed=seed,
+                                  threads=threads, progress=progress, name=workload_name, resume=True)
+                history = result.history[:budget]
+                curve = [s for _, s in result.best_so_far()][:budget]
+                curves.append(curve)
+                for index, speedup in enumerate(curve, start=1):
+                    rows.append([workload_name, strategy, seed, index, speedup, history[index - 1].best_s])
+                best_s = history[-1].best_s if history else None
+                hand = hand_s.get(workload_name)
+                vs_hand = f"  {hand / best_s:.2f}x of hand" if hand and best_s else ""
+                print(f"  {strategy:13s} seed {seed}: {len(history)} samples, best "
+                      f"{best_s * 1e3 if best_s else float('nan'):.3f} ms, speedup {curve[-1] if curve else 0:.1f}x"
+                      f"{vs_hand}", file=sys.stderr, flush=True)
+                records.append({"workload": workload_name, "impl": strategy, "threads": threads, "seed": seed,
+                                "median_s": best_s, "samples": len(history),
+                                "speedup": curve[-1] if curve else 0.0,
+                                "gflops": result.workload.flops / best_s / 1e9 if best_s else None,
+                                "fraction_of_hand": (hand / best_s) if hand and best_s else None})
+            results[workload_name][strategy] = curves
+    return results, records, rows
+
+
+def summary(results: dict[str, dict[str, list[list[float]]]], budget: int) -> list[str]:
+    """Per workload: how many samples MCTS needs to reach the evolutionary search's final result,
+    and each strategy's median best speedup at 8/16/32/64 samples."""
+    lines = []
+    for workload_name, per_strategy in results.items():
+        lines.append(f"{workload_name}:")
+        if "evolutionary" in per_strategy and "mcts" in per_strategy:
+            evo_final = statistics.median(c[-1] for c in per_strategy["evolutionary"])
+            needed = first_reaching(median_curve(per_strategy["mcts"]), evo_final)
+            lines.append(f"  evolutionary final (median of seeds): {evo_final:.1f}x; MCTS reaches it after "
+                         f"{needed if needed else 'more than ' + str(budget)} samples (median curve)")
+        for strategy, curves in per_strategy.items():
+            med = median_curve(curves)
+            marks = [(i, med[i - 1]) for i in sorted({8, 16, 32, 64, len(med)}) if i <= len(med)]
+            lines.append(f"  {strategy:13s} median best speedup at " + "/".join(str(i) for i, _ in marks)
+                         + " samples: " + " / ".join(f"{m:.1f}x" for _, m in marks))
+    return lines
+
+
+def write_csv(rows: list[list], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["workload", "strategy", "seed", "sample", "best_speedup", "best_time_s"])
+        writer.writerows(rows)
 
 
 def main() -> None:
@@ -113,64 +203,22 @@ def main() -> None:
     seeds = args.seeds or (2 if args.quick else 3)
     threads = args.threads or mc.get_num_threads()
     n = 256 if args.quick else 1024
-    programs = {}
+    programs: dict[str, mc.Tensor] = {}
+    hand_s: dict[str, Optional[float]] = {}
     if "matmul" in args.workloads:
-        programs[f"matmul {n}^3"] = matmul(n)
+        name = f"matmul {n}^3"
+        programs[name], hand_steps = matmul(n)
+        hand_s[name] = hand_time(programs[name], hand_steps, threads)
     if "attention" in args.workloads:
         shape = (4, 128, 64) if args.quick else (32, 256, 128)
-        programs[f"attention {shape[0]}h x {shape[1]} x {shape[2]}"] = (attention(*shape), None)
+        programs[f"attention {shape[0]}h x {shape[1]} x {shape[2]}"] = attention(*shape)
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, list[list[float]]]] = {}
-    records: list[dict] = []
-    rows: list[list] = []
-    for workload_name, (tensor, hand_steps) in programs.items():
-        print(f"\n== {workload_name}: budget {budget}, {seeds} seeds, {threads} threads", flush=True)
-        hand_s = None
-        if hand_steps:
-            with Measurer(Workload(tensor), threads=threads) as measurer:
-                hand = measurer.measure(hand_steps)
-            hand_s = hand.time_s
-            print(f"hand schedule: {hand.status} {hand_s * 1e3 if hand_s else float('nan'):.3f} ms")
-        results[workload_name] = {}
-        for strategy in STRATEGIES:
-            curves, finals = [], []
-            for seed in range(seeds):
-                with tempfile.TemporaryDirectory() as tmp:
-                    result = tune(tensor, budget=budget, strategy=strategy, database=Path(tmp) / "db.jsonl",
-                                  seed=seed, threads=threads, progress=False, name=workload_name)
-                curve = [s for _, s in result.best_so_far()]
-                curves.append(curve)
-                finals.append(result)
-                for index, speedup in enumerate(curve, start=1):
-                    rows.append([workload_name, strategy, seed, index, speedup, result.history[index - 1].best_s])
-                vs_hand = f"  {hand_s / result.best_time_s:.2f}x of hand" if hand_s and result.best_time_s else ""
-                best_ms = result.best_time_s * 1e3 if result.best_time_s else float("nan")
-                print(f"  {strategy:13s} seed {seed}: {result.samples} samples, best {best_ms:.3f} ms, "
-                      f"speedup {result.speedup:.1f}x{vs_hand}", flush=True)
-                records.append({"workload": workload_name, "impl": strategy, "threads": threads, "seed": seed,
-                                "median_s": result.best_time_s, "samples": result.samples,
-                                "speedup": result.speedup,
-                                "gflops": result.workload.flops / result.best_time_s / 1e9 if result.best_time_s else None,
-                                "fraction_of_hand": (hand_s / result.best_time_s) if hand_s and result.best_time_s else None})
-            results[workload_name][strategy] = curves
-        evo_final = statistics.median(c[-1] for c in results[workload_name]["evolutionary"])
-        mcts_curve = median_curve(results[workload_name]["mcts"])
-        needed = first_reaching(mcts_curve, evo_final)
-        print(f"  evolutionary final (median of seeds): {evo_final:.1f}x; MCTS reaches it after "
-              f"{needed if needed else 'more than ' + str(budget)} samples (median curve)")
-        for strategy, curves in results[workload_name].items():
-            med = median_curve(curves)
-            marks = [med[i - 1] for i in (8, 16, 32, 64) if i <= len(med)]
-            print(f"  {strategy:13s} median best speedup at 8/16/32/64 samples: "
-                  + " / ".join(f"{m:.1f}x" for m in marks))
-
+    results, records, rows = run_curves(programs, budget, seeds, threads, hand_s=hand_s)
+    print("\n" + "\n".join(summary(results, budget)))
     csv_path = out_dir / "sample_efficiency.csv"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["workload", "strategy", "seed", "sample", "best_speedup", "best_time_s"])
-        writer.writerows(rows)
+    write_csv(rows, csv_path)
     png_path = out_dir / "sample_efficiency.png"
     plot(results, png_path)
     print(f"\nwrote {csv_path} and {png_path}")
