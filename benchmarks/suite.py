@@ -26,6 +26,8 @@ all cores; they also go to the tuning database, so a re-run reuses them.
 
 --quick: budget 8, timing --min-time 0.2, default budget 10 s; curves on the small shapes
 (``workloads.suite(small=True)``), 1 seed. --small: the table on the small shapes too (tests).
+--curves-small: the curves on the small shapes without --quick (random search on the full
+shapes meets candidates that take seconds per call: hours for six workloads).
 
 Outputs in --out: REPORT.md, suite.json (every record, rewritten after each one),
 gflops.png, sample_efficiency.png, sample_efficiency.csv, sample_efficiency.json.
@@ -414,6 +416,9 @@ def main() -> None:
     p.add_argument("--impls", default=",".join(IMPLS), help="which columns to measure (default: all)")
     p.add_argument("--small", action="store_true", help="the table on the small shapes (for tests)")
     p.add_argument("--no-curves", action="store_true", help="skip the sample-efficiency curves")
+    p.add_argument("--curves-small", action="store_true", help="the curves on the small shapes")
+    p.add_argument("--curves-budget", type=int, default=None,
+                   help="samples per curve (default: --budget)")
     p.add_argument("--skx", action="store_true", help="also numpy-skx (OPENBLAS_CORETYPE=SkylakeX)")
     p.add_argument("--default-budget", type=float, default=None,
                    help="seconds the unscheduled default may take before it is only estimated (30; 10 with --quick)")
@@ -501,19 +506,20 @@ def run_curves(args: argparse.Namespace, seeds: int, out: Path) -> dict[str, Any
     """Sample-efficiency curves (sample_efficiency.py's machinery), written to ``out``."""
     import sample_efficiency as se
 
-    small = args.small or args.quick
+    small = args.small or args.quick or args.curves_small
     wanted = args.workloads.split(",") if args.workloads else None
     programs = {w.name: w.program() for w in W.suite(small) if wanted is None or w.name in wanted}
     threads = max(common.thread_counts(args))
-    results, runs, rows = se.run_curves(programs, args.budget, seeds, threads, database=Path(args.db),
+    budget = args.curves_budget or args.budget
+    results, runs, rows = se.run_curves(programs, budget, seeds, threads, database=Path(args.db),
                                         progress=not args.no_progress)
     se.write_csv(rows, out / "sample_efficiency.csv")
     (out / "sample_efficiency.json").write_text(json.dumps(runs, indent=1))
     se.plot(results, out / "sample_efficiency.png")
-    desc = (f"{'small shapes (workloads.suite(small=True))' if small else 'full shapes'}, budget {args.budget}, "
+    desc = (f"{'small shapes (workloads.suite(small=True))' if small else 'full shapes'}, budget {budget}, "
             f"{seeds} seed(s), {threads} thread(s); median over seeds (band: min-max); "
             f"heuristic proposer for MCTS; runs stored in the tuning database")
-    return {"desc": desc, "summary": se.summary(results, args.budget)}
+    return {"desc": desc, "summary": se.summary(results, budget)}
 
 
 if __name__ == "__main__":
