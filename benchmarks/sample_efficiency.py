@@ -3,7 +3,9 @@
 For each workload, each strategy (MCTS with the heuristic proposer, evolutionary, random)
 runs with the same budget for several seeds, in this one process, one after another. Every
 strategy counts samples the same way (``search.session``): one sample = one candidate built,
-checked and timed in the measuring worker; the unscheduled program is sample 1.
+checked and timed in the measuring worker; the unscheduled program is sample 1. Speedups of
+all runs on a workload are over one common time, the median of the runs' unscheduled samples
+(each run times the slow unscheduled program once; its noise must not rescale one curve).
 
 Outputs: a CSV of every curve point (and ``--json`` records), a PNG plot of the median curve
 per strategy (min-max band over seeds), and per workload how many samples MCTS needs to
@@ -22,7 +24,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -97,7 +99,7 @@ def plot(results: dict, path: Path, columns: int = 3) -> None:
             ax.fill_between(xs, np.min(padded, axis=0), np.max(padded, axis=0), alpha=0.15)
         ax.set_title(workload)
         ax.set_xlabel("samples (candidates measured)")
-        ax.set_ylabel("best speedup over unscheduled (x)")
+        ax.set_ylabel("best speedup over unscheduled (x, common baseline)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -132,9 +134,8 @@ def run_curves(programs: dict[str, mc.Tensor], budget: int, seeds: int, threads:
     for workload_name, tensor in programs.items():
         print(f"\n== sample efficiency, {workload_name}: budget {budget}, {seeds} seed(s), {threads} thread(s)",
               file=sys.stderr, flush=True)
-        results[workload_name] = {}
+        runs: list[tuple[str, int, Any]] = []
         for strategy in strategies:
-            curves = []
             for seed in range(seeds):
                 if database is None:
                     with tempfile.TemporaryDirectory() as tmp:
@@ -143,23 +144,28 @@ def run_curves(programs: dict[str, mc.Tensor], budget: int, seeds: int, threads:
                 else:
                     result = tune(tensor, budget=budget, strategy=strategy, database=database, seed=seed,
                                   threads=threads, progress=progress, name=workload_name, resume=True)
-                history = result.history[:budget]
-                curve = [s for _, s in result.best_so_far()][:budget]
-                curves.append(curve)
-                for index, speedup in enumerate(curve, start=1):
-                    rows.append([workload_name, strategy, seed, index, speedup, history[index - 1].best_s])
-                best_s = history[-1].best_s if history else None
-                hand = hand_s.get(workload_name)
-                vs_hand = f"  {hand / best_s:.2f}x of hand" if hand and best_s else ""
-                print(f"  {strategy:13s} seed {seed}: {len(history)} samples, best "
-                      f"{best_s * 1e3 if best_s else float('nan'):.3f} ms, speedup {curve[-1] if curve else 0:.1f}x"
-                      f"{vs_hand}", file=sys.stderr, flush=True)
-                records.append({"workload": workload_name, "impl": strategy, "threads": threads, "seed": seed,
-                                "median_s": best_s, "samples": len(history),
-                                "speedup": curve[-1] if curve else 0.0,
-                                "gflops": result.workload.flops / best_s / 1e9 if best_s else None,
-                                "fraction_of_hand": (hand / best_s) if hand and best_s else None})
-            results[workload_name][strategy] = curves
+                runs.append((strategy, seed, result))
+        # One baseline for every curve of this workload: the median of the runs' unscheduled times.
+        baselines = [r.baseline_time_s for _, _, r in runs if r.baseline_time_s]
+        baseline_s = statistics.median(baselines) if baselines else None
+        hand = hand_s.get(workload_name)
+        results[workload_name] = {}
+        for strategy, seed, result in runs:
+            history = result.history[:budget]
+            curve = [x for _, x in result.best_so_far(baseline_s)][:budget]
+            results[workload_name].setdefault(strategy, []).append(curve)
+            for index, speedup in enumerate(curve, start=1):
+                rows.append([workload_name, strategy, seed, index, speedup, history[index - 1].best_s])
+            best_s = history[-1].best_s if history else None
+            vs_hand = f"  {hand / best_s:.2f}x of hand" if hand and best_s else ""
+            print(f"  {strategy:13s} seed {seed}: {len(history)} samples, best "
+                  f"{best_s * 1e3 if best_s else float('nan'):.3f} ms, speedup {curve[-1] if curve else 0:.1f}x"
+                  f"{vs_hand}", file=sys.stderr, flush=True)
+            records.append({"workload": workload_name, "impl": strategy, "threads": threads, "seed": seed,
+                            "median_s": best_s, "samples": len(history), "baseline_s": baseline_s,
+                            "speedup": curve[-1] if curve else 0.0,
+                            "gflops": result.workload.flops / best_s / 1e9 if best_s else None,
+                            "fraction_of_hand": (hand / best_s) if hand and best_s else None})
     return results, records, rows
 
 

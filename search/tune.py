@@ -70,10 +70,13 @@ class TuneResult:
     def trace(self) -> str:
         return self.schedule.trace()
 
-    def best_so_far(self) -> list[tuple[int, float]]:
-        """(sample index, best speedup so far) for every sample: the sample-efficiency curve."""
-        return [(s.index, (self.baseline_time_s / s.best_s) if s.best_s and self.baseline_time_s else 0.0)
-                for s in self.history]
+    def best_so_far(self, baseline_s: Optional[float] = None) -> list[tuple[int, float]]:
+        """(sample index, best speedup so far) for every sample: the sample-efficiency curve.
+        ``baseline_s``: the time speedups are relative to (default: this run's own unscheduled
+        sample). Runs compared with each other need one common baseline: the unscheduled program
+        is timed once per run, and a few noisy seconds there would rescale a whole curve."""
+        baseline_s = baseline_s or self.baseline_time_s
+        return [(s.index, (baseline_s / s.best_s) if s.best_s and baseline_s else 0.0) for s in self.history]
 
 
 def _strategy(name: str, proposer: Proposer, c: float, branching: int):  # noqa: ANN202

@@ -43,6 +43,11 @@ def test_each_strategy_spends_exactly_its_budget_and_finds_a_correct_faster_kern
     curve = result.best_so_far()
     assert [i for i, _ in curve] == list(range(1, 9))
     assert all(x <= y for (_, x), (_, y) in zip(curve, curve[1:]))  # best-so-far never gets worse
+    # Against a common baseline (curves of different runs compared in one plot): rescaled, same shape.
+    common = 2.0 * result.baseline_time_s
+    rescaled = result.best_so_far(common)
+    assert [x for _, x in rescaled] == pytest.approx([2.0 * x for _, x in curve])
+    assert rescaled[-1][1] == pytest.approx(common / result.best_time_s)
 
 
 def test_mcts_tree_is_exported_with_measured_nodes(tmp_path: Path) -> None:
