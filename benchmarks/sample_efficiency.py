@@ -137,13 +137,10 @@ def run_curves(programs: dict[str, mc.Tensor], budget: int, seeds: int, threads:
         runs: list[tuple[str, int, Any]] = []
         for strategy in strategies:
             for seed in range(seeds):
-                if database is None:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        result = tune(tensor, budget=budget, strategy=strategy, database=Path(tmp) / "db.jsonl",
-                                      seed=seed, threads=threads, progress=progress, name=workload_name)
-                else:
-                    result = tune(tensor, budget=budget, strategy=strategy, database=database, seed=seed,
-                                  threads=threads, progress=progress, name=workload_name, resume=True)
+                with tempfile.TemporaryDirectory() as tmp:
+                    result = tune(tensor, budget=budget, strategy=strategy, seed=seed, threads=threads,
+                                  database=database or Path(tmp) / "db.jsonl", resume=database is not None,
+                                  progress=progress, name=workload_name)
                 runs.append((strategy, seed, result))
         # One baseline for every curve of this workload: the median of the runs' unscheduled times.
         baselines = [r.baseline_time_s for _, _, r in runs if r.baseline_time_s]

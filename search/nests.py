@@ -10,7 +10,7 @@ from minicompiler.analysis import affine_form
 from minicompiler.ir.expr import Const, Load
 from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, If, Seq, Stmt, Store
 from minicompiler.ir.visitor import walk
-from minicompiler.schedule.loops import free_vars
+from minicompiler.schedule.loops import enclosing_loops, free_vars
 
 
 @dataclass(frozen=True)
@@ -98,16 +98,23 @@ def nests(func: Function) -> list[Nest]:
     return found
 
 
+def trip_count(loop: For) -> int:
+    """A loop's number of iterations (1 when it is not a constant)."""
+    return int(loop.extent.value) if isinstance(loop.extent, Const) else 1
+
+
 def main_nest(func: Function) -> Optional[Nest]:
-    """The nest doing the most work: the largest trip count (reductions first on ties)."""
+    """The statement doing the most work (reductions first on ties) with every loop around it:
+    also the loops outside a local accumulator's Alloc, which ``nests`` leaves out, since here
+    they count as repeating the work."""
     best, best_work = None, -1
     for nest in nests(func):
-        work = 1
-        for l in nest.loops:
-            work *= int(l.extent.value) if isinstance(l.extent, Const) else 1
-        work *= 2 if isinstance(nest.write, Accumulate) else 1
+        around = enclosing_loops(func, nest.write)
+        work = 2 if isinstance(nest.write, Accumulate) else 1
+        for l in around:
+            work *= trip_count(l)
         if work > best_work:
-            best, best_work = nest, work
+            best, best_work = Nest(tuple(around), nest.write), work
     return best
 
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Optional, Protocol, Sequence
 
 from minicompiler.dtypes import itemsize
-from minicompiler.ir.expr import Const, Load
-from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, If, Seq, Stmt
+from minicompiler.ir.expr import Load
+from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, Stmt
 from minicompiler.ir.visitor import walk
 from minicompiler.schedule import Schedule, ScheduleError, Step
-from minicompiler.schedule.loops import enclosing_loops, free_vars, loops
+from minicompiler.schedule.loops import children, free_vars, loops
 from minicompiler.target import Target
 
-from .nests import Nest, intermediates, nests
+from .nests import Nest, intermediates, main_nest, nests, trip_count
 
 
 @dataclass
@@ -131,7 +131,7 @@ class HeuristicProposer:
         # only where that neither recomputes a stage nor re-streams a large input.
         for depth in range(len(out_nest.loops) - 2, -1, -1):
             outer = out_nest.loops[: depth + 1]
-            if all(nest_extent(l) <= 1 for l in outer):
+            if all(trip_count(l) <= 1 for l in outer):
                 continue  # a loop of one iteration: nothing to gain
             if not _indexes_every_stage_read(out_nest, outer, scratch):
                 continue
@@ -161,7 +161,7 @@ class HeuristicProposer:
         the best register tile for the output's (rows, contiguous columns), if the loop is long
         enough to split."""
         loop = nest.loops[depth]
-        m = nest_extent(loop)
+        m = trip_count(loop)
         jn = nest.contiguous
         if jn is None or jn == loop.var.name or m < 16:
             return None
@@ -240,7 +240,7 @@ class HeuristicProposer:
         m_total = 1
         if packed is not None:
             load = next(l for l in nest.reads() if l.tensor.name == packed.kwargs["tensor"])
-            used = {v.name for i in load.indices for v in free_vars(i)}
+            used = _index_names(load)
             for s in nest.spatial:
                 if s not in used:
                     m_total *= nest.extent(s)
@@ -249,13 +249,12 @@ class HeuristicProposer:
             strided = packed.kwargs["dim"] != load.tensor.ndim - 1
             if m_total < 64 and not strided:
                 packed = None
-        if packed is not None:  # the copy is a loop nest of its own: run it on every core too
-            packed_tensor = packed.kwargs["tensor"]
+        if packed is not None:
+            # The copy is a loop nest of its own: run it on every core too.
             trial = _try(schedule, [packed])
             first = trial.loops[0] if trial is not None else None
-            if first is not None and first.startswith(f"{packed_tensor}_packed"):
+            if first is not None and first.startswith(f"{packed.kwargs['tensor']}_packed"):
                 tail = tail + [Step.make("parallel", loop=first)]
-        if packed is not None:
             proposals.append(Proposal(tuple(base + [packed] + tail),
                                       "accumulate the tile in registers; pack the streamed operand into "
                                       "contiguous panels (its rows are far apart in memory); unroll rows, "
@@ -307,41 +306,32 @@ class HeuristicProposer:
     # -- phase 5: parallelize ------------------------------------------------------------------------
     def _parallel(self, schedule: Schedule, target: Target) -> list[Proposal]:
         func = schedule.func
-        # The statement doing the most work counting all loops around it, also those outside a
-        # local accumulator's Alloc (the loops of ``main_nest`` stop there).
-        proposals: list[tuple[tuple, Proposal]] = []
-        best, around, nest = -1, [], None
-        for candidate in nests(func):
-            around_c = enclosing_loops(func, candidate.write)
-            work = 2 if isinstance(candidate.write, Accumulate) else 1
-            for l in around_c:
-                work *= nest_extent(l)
-            if work > best:
-                best, around, nest = work, around_c, Nest(tuple(around_c), candidate.write)
+        nest = main_nest(func)
         if nest is None:
             return []
+        around = nest.loops
         if any(l.kind == "parallel" for l in around):
             others = _parallelize_other_nests(schedule, target)
             return [Proposal(others, "run the other large stages on every core too")] if others else []
+        # Which loops may run in parallel (None: a reduction loop, or iterations that share data).
+        trials = {l.var.name: _try(schedule, (Step.make("parallel", loop=l.var.name),))
+                  for l in around if trip_count(l) > 1}
+        proposals: list[tuple[tuple, Proposal]] = []
         for depth, loop in enumerate(around):
-            extent = nest_extent(loop)
-            if loop.kind != "serial" or extent < 2:
+            extent = trip_count(loop)
+            if loop.kind != "serial" or extent < 2 or trials[loop.var.name] is None:
                 continue
             step = Step.make("parallel", loop=loop.var.name)
-            trial = _try(schedule, (step,))
-            if trial is None:
-                continue  # a reduction loop, or iterations that share data
             # The other big top-level nests (separate stages: G and U before an MLP's down
             # projection, a padding stage) need all the cores as well.
-            others = _parallelize_other_nests(trial, target)
+            others = _parallelize_other_nests(trials[loop.var.name], target)
             balance = (-(-extent // target.cores) * target.cores) / extent  # 1.0: every core equally busy
             # Inputs this loop does not index are read whole by every core: prefer the loop that
             # splits the largest operand (a 16-row matmul splits its weights' columns, not its rows).
             shared = _shared_input_bytes(nest, loop.var.name, {t.name for t in func.inputs})
             # Below a loop that must stay serial (a reduction) the cores would fork and join once
             # per iteration of it.
-            below_serial = any(nest_extent(l) > 1 and _try(schedule, (Step.make("parallel", loop=l.var.name),))
-                               is None for l in around[:depth])
+            below_serial = any(trials[l.var.name] is None for l in around[:depth] if trip_count(l) > 1)
             rank = (below_serial, round(balance, 1), shared.bit_length() // 4, depth)
             proposals.append((rank, Proposal((step,) + others, (
                 f"run {loop.var.name} ({extent} iterations) on {target.cores} cores; the outermost "
@@ -357,8 +347,8 @@ def _parallelize_other_nests(schedule: Schedule, target: Target,
     and no parallel loop yet: its outermost loop with at least ``target.cores`` iterations that
     may run in parallel."""
     steps: list[Step] = []
-    for index in range(len(_top_level_loops(schedule.func))):
-        top = _top_level_loops(schedule.func)[index]   # re-read: every step rebuilds the function
+    for index in range(len(_top_level_loops(schedule.func.body))):
+        top = _top_level_loops(schedule.func.body)[index]   # re-read: every step rebuilds the function
         if any(l.kind == "parallel" for l in loops(top)) or _nest_work(top) < min_work:
             continue
         if not any(isinstance(n, Accumulate) for n in walk(top)):
@@ -366,7 +356,7 @@ def _parallelize_other_nests(schedule: Schedule, target: Target,
         node = top
         while isinstance(node, For):
             step = Step.make("parallel", loop=node.var.name)
-            trial = _try(schedule, (step,)) if nest_extent(node) >= target.cores else None
+            trial = _try(schedule, (step,)) if trip_count(node) >= target.cores else None
             if trial is not None:
                 schedule = trial
                 steps.append(step)
@@ -375,35 +365,21 @@ def _parallelize_other_nests(schedule: Schedule, target: Target,
     return tuple(steps)
 
 
-def _top_level_loops(func: Function) -> list[For]:
-    """The outermost loops of the function (through Allocs and Seqs), in program order."""
-    out: list[For] = []
-
-    def visit(s: Stmt) -> None:
-        if isinstance(s, For):
-            out.append(s)
-        else:
-            for c in _stmt_children(s):
-                visit(c)
-    visit(func.body)
-    return out
+def _top_level_loops(s: Stmt) -> list[For]:
+    """The outermost loops at or below ``s`` (through Allocs, Seqs and Ifs), in program order."""
+    if isinstance(s, For):
+        return [s]
+    return [l for c in children(s) for l in _top_level_loops(c)]
 
 
 def _nest_work(loop: For) -> int:
     """Iterations of the largest path of loops from ``loop`` down."""
-    inner = [_nest_work(c) for c in _top_level_loops_of(loop.body)]
-    return nest_extent(loop) * max(inner, default=1)
+    return trip_count(loop) * max((_nest_work(c) for c in _top_level_loops(loop.body)), default=1)
 
 
-def _top_level_loops_of(s: Stmt) -> list[For]:
-    if isinstance(s, For):
-        return [s]
-    return [l for c in _stmt_children(s) for l in _top_level_loops_of(c)]
-
-
-def nest_extent(loop: For) -> int:
-    """A loop's trip count (1 when it is not a constant)."""
-    return int(loop.extent.value) if isinstance(loop.extent, Const) else 1
+def _index_names(load: Load) -> set[str]:
+    """The names of the variables a load's indices use."""
+    return {v.name for v in free_vars(load)}
 
 
 def _indexes_every_stage_read(out_nest: Nest, outer: Sequence[For], scratch: Sequence[str]) -> bool:
@@ -414,8 +390,8 @@ def _indexes_every_stage_read(out_nest: Nest, outer: Sequence[For], scratch: Seq
     for load in out_nest.reads():
         if load.tensor.name not in scratch:
             continue
-        used = set().union(*(free_vars(i) for i in load.indices)) if load.indices else set()
-        if any(nest_extent(l) > 1 and l.var not in used for l in outer):
+        used = _index_names(load)
+        if any(trip_count(l) > 1 and l.var.name not in used for l in outer):
             return False
     return True
 
@@ -431,34 +407,22 @@ def _no_restreaming(func: Function, outer: Sequence[str], target: Target) -> boo
     def ok(s: Stmt, enclosing: tuple[For, ...]) -> bool:
         if isinstance(s, For):
             return ok(s.body, enclosing + (s,))
-        children = _stmt_children(s)
-        if children:
-            return all(ok(c, enclosing) for c in children)
+        inside = children(s)
+        if inside:
+            return all(ok(c, enclosing) for c in inside)
         for load in (n for n in walk(s) if isinstance(n, Load) and n.tensor.name in inputs):
-            used = set().union(*(free_vars(i) for i in load.indices)) if load.indices else set()
+            used = _index_names(load)
             for depth, loop in enumerate(enclosing):
-                if loop.var.name not in outer_names or nest_extent(loop) <= 1 or loop.var in used:
+                if loop.var.name not in outer_names or trip_count(loop) <= 1 or loop.var.name in used:
                     continue
                 slab = itemsize(load.tensor.dtype)
                 for inner in enclosing[depth + 1:]:
-                    if inner.var in used:
-                        slab *= nest_extent(inner)
+                    if inner.var.name in used:
+                        slab *= trip_count(inner)
                 if slab > target.l2_bytes:
                     return False
         return True
     return ok(func.body, ())
-
-
-def _stmt_children(s: Stmt) -> list[Stmt]:
-    if isinstance(s, Seq):
-        return list(s.stmts)
-    if isinstance(s, Alloc):
-        return [s.body]
-    if isinstance(s, For):
-        return [s.body]
-    if isinstance(s, If):
-        return [s.then_body] + ([s.else_body] if s.else_body is not None else [])
-    return []
 
 
 def greedy_schedule(schedule: Schedule, target: Target, max_rounds: int = 24) -> Schedule:
@@ -478,7 +442,7 @@ def greedy_schedule(schedule: Schedule, target: Target, max_rounds: int = 24) ->
 def _work(nest: Nest) -> int:
     work = 1
     for loop in nest.loops:
-        work *= int(loop.extent.value) if isinstance(loop.extent, Const) else 1
+        work *= trip_count(loop)
     return work
 
 
@@ -492,22 +456,14 @@ def _shared_input_bytes(nest: Nest, loop: str, inputs: set[str]) -> int:
     """Bytes of the input tensors the nest reads without using ``loop`` in their indices."""
     total = 0
     for load in nest.reads():
-        used = {v.name for i in load.indices for v in free_vars(i)}
-        if loop not in used and load.tensor.name in inputs:
-            size = itemsize(load.tensor.dtype)
-            for dim in load.tensor.shape:
-                size *= int(dim)
-            total += size
+        if loop not in _index_names(load) and load.tensor.name in inputs:
+            total += itemsize(load.tensor.dtype) * load.tensor.size
     return total
 
 
 def _shares_read(nest: Nest, a: str, b: str) -> bool:
     """Does some read of the nest depend on both loops ``a`` and ``b``?"""
-    for load in nest.reads():
-        used = {v.name for i in load.indices for v in free_vars(i)}
-        if a in used and b in used:
-            return True
-    return False
+    return any({a, b} <= _index_names(load) for load in nest.reads())
 
 
 def _inside_loop(func, name: str) -> bool:  # noqa: ANN001
