@@ -297,8 +297,20 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--min-runs", type=int, default=5, help="timed calls at least (default 5)")
     p.add_argument("--min-time", type=float, default=None,
                    help="seconds of timed calls at least (default 1.0; 0.2 with --quick)")
-    p.add_argument("--threads", default=",".join(map(str, THREADS)), help="thread counts (default 1,2)")
+    p.add_argument("--threads", type=_thread_list, default=",".join(map(str, THREADS)),
+                   help="thread counts (default 1,2)")
     return p
+
+
+def _thread_list(text: str) -> str:
+    """``--threads``: comma-separated positive integers (kept as text; ``thread_counts`` splits it)."""
+    try:
+        valid = all(int(t) >= 1 for t in text.split(","))
+    except ValueError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive thread counts such as 1,2; got {text!r}")
+    return text
 
 
 def protocol_from(args: argparse.Namespace) -> Protocol:

@@ -425,6 +425,7 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per tuning candidate (default 120)")
     p.add_argument("--no-progress", action="store_true", help="no per-sample tuning lines on stderr")
     args = p.parse_args()
+    check_arguments(p, args)
     args.budget = args.budget or (8 if args.quick else 64)
     seeds = args.seeds or (1 if args.quick else 3)
     default_budget = args.default_budget or (10.0 if args.quick else 30.0)
@@ -500,6 +501,22 @@ def main() -> None:
           + f" in {time.perf_counter() - started:.0f} s")
     if interrupted:
         sys.exit(130)
+
+
+def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad options before anything is measured (argparse's error: usage, message, exit 2)."""
+    for flag, value in (("--budget", args.budget), ("--seeds", args.seeds), ("--curves-budget", args.curves_budget),
+                        ("--default-budget", args.default_budget), ("--timeout", args.timeout),
+                        ("--min-runs", args.min_runs)):
+        if value is not None and value <= 0:
+            p.error(f"{flag} must be positive, got {value:g}")
+    if args.min_time is not None and args.min_time < 0:
+        p.error(f"--min-time must be >= 0 (0: just --min-runs calls), got {args.min_time:g}")
+    known = [name for name, *_ in W.SUITE]
+    for flag, given, choices in (("--workloads", args.workloads, known), ("--impls", args.impls, IMPLS)):
+        unknown = [x for x in (given.split(",") if given else []) if x not in choices]
+        if unknown:
+            p.error(f"{flag}: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(choices)}")
 
 
 def run_curves(args: argparse.Namespace, seeds: int, out: Path) -> dict[str, Any]:

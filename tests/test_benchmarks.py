@@ -87,3 +87,18 @@ def test_suite_runs_end_to_end_on_small_shapes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     tuned = json.loads((out / "suite.json").read_text())[0]
     assert tuned["impl"] == "tuned" and tuned["samples"] == 2 and tuned["new_samples"] == 0
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--workloads", "nope"], "--workloads: unknown 'nope'"),
+    (["--impls", "tuned,gpu"], "--impls: unknown 'gpu'"),
+    (["--budget", "0"], "--budget must be positive"),
+    (["--curves-budget", "-4"], "--curves-budget must be positive"),
+    (["--threads", "0"], "positive thread counts"),
+    (["--threads", "two"], "positive thread counts"),
+])
+def test_suite_refuses_bad_options_before_measuring_anything(tmp_path: Path, option: list, message: str) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "suite.py"), *option, "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not list(tmp_path.iterdir())      # no report, no database written
