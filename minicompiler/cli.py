@@ -95,9 +95,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"\n{result.samples} samples in {elapsed:.1f} s (run {result.run_id})")
     if result.llm_stats is not None:
         print(result.llm_stats.summary())
-    if result.best_time_s is None:
-        print("no candidate ran successfully")
-        return 1
+    summary = result.failure_summary()
+    if summary:
+        print(summary)
     base = f"{result.baseline_time_s * 1e3:.3f} ms" if result.baseline_time_s else "unmeasured"
     print(f"unscheduled: {base}   best: {result.best_time_s * 1e3:.3f} ms "
           f"({flops / result.best_time_s / 1e9:.1f} GFLOP/s)   speedup: {result.speedup:.2f}x")
@@ -181,6 +181,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"minicompiler: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
+        tuning = sys.modules.get("search.tune")
+        if tuning is not None and isinstance(error, tuning.TuneError):   # measured nothing: say why
+            print(f"minicompiler: error: {error}", file=sys.stderr)
+            return 1
         llm_client = sys.modules.get("llm.client")      # an LLMError: say what failed, no traceback
         if llm_client is None or not isinstance(error, llm_client.LLMError):
             raise

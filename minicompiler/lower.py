@@ -7,6 +7,7 @@ The passes, in order:
   partition_tails   guard-free main loops + tails, for factors that do not divide extents
   legalize_vectors  vectorized loops wider than a register: unrolled register-wide pieces
   simplify          index arithmetic, decided guards, loops that run once; tail guards become shorter loops
+  check_code_size   a schedule that would unroll into too much code is refused here (ScheduleError)
   unroll_loops      loops marked unrolled become copies of their bodies
   simplify          constants propagate into the copies
   vectorize_loops   loops marked vectorized become vector statements
@@ -25,7 +26,8 @@ from .passes.simplify import simplify
 from .passes.unroll import unroll_loops
 from .passes.vectorize import vectorize_loops
 from .runtime.jit import Kernel, compile_cached, cross_assembly
-from .schedule import Schedule
+from .schedule import Schedule, ScheduleError
+from .schedule.annotate import MAX_UNROLLED_SIZE, unrolled_size
 from .target import Target
 
 Program = Union[Tensor, Schedule]
@@ -35,10 +37,23 @@ def lower_function(func: Function, target: Optional[Target] = None) -> Function:
     func = partition_tails(func)
     func = legalize_vectors(func, target or Target.host())
     func = simplify(func)  # type: ignore[assignment]
+    check_code_size(func)
     func = unroll_loops(func)
     func = simplify(func)  # type: ignore[assignment]
     func = vectorize_loops(func)
     return simplify(func)  # type: ignore[return-value]
+
+
+def check_code_size(func: Function) -> None:
+    """Refuse, before unrolling, a program that would unroll into more code than is worth building.
+
+    ``unroll`` checks each step as it is made; steps after it (compute_at into unrolled loops,
+    tails that copy a loop body) can still grow the code, so the pipeline checks once more, with
+    room for the tail copies."""
+    size = unrolled_size(func.body)
+    if size > 4 * MAX_UNROLLED_SIZE:
+        raise ScheduleError(f"{func.name}: once unrolled, this schedule is {size} IR nodes of code "
+                            f"(at most {4 * MAX_UNROLLED_SIZE}); unroll fewer loops, or by smaller factors")
 
 
 def lower(program: Program, inputs: Optional[Sequence[Tensor]] = None, name: Optional[str] = None,

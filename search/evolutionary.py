@@ -11,8 +11,9 @@ from __future__ import annotations
 import random
 from typing import Optional
 
-from minicompiler.schedule import Schedule, ScheduleError, Step
+from minicompiler.schedule import Schedule, Step
 
+from .legality import try_steps
 from .proposer import Context, HeuristicProposer
 from .session import BudgetExhausted, Session
 from .space import Space, factor_candidates
@@ -85,16 +86,14 @@ class Evolutionary:
             elif choice < 0.75 and trial:
                 del trial[rng.randrange(len(trial))]
             else:
-                try:
-                    base = root.replay(trial)
-                except ScheduleError:
+                base = try_steps(root, trial)
+                if base is None:
                     continue
                 picked = space.sample(base, rng)
                 if picked is None:
                     continue
                 trial.append(picked[0])
-            try:
-                return root.replay(trial)
-            except ScheduleError:
-                continue
+            result = try_steps(root, trial)
+            if result is not None:
+                return result
         return None

@@ -23,8 +23,9 @@ from typing import Optional
 
 import networkx as nx
 
-from minicompiler.schedule import Schedule, Step
+from minicompiler.schedule import Schedule
 
+from .legality import try_steps
 from .proposer import Ancestor, Context, Proposal, Proposer, greedy_schedule
 from .session import BudgetExhausted, Session
 
@@ -106,9 +107,8 @@ class MCTS:
         for proposal in proposals[: self.branching]:
             if proposal.steps in known:
                 continue
-            try:
-                schedule = node.schedule.replay(proposal.steps)
-            except ValueError:
+            schedule = try_steps(node.schedule, proposal.steps)
+            if schedule is None:
                 continue  # an invalid proposal costs nothing (the proposer validates; this is a backstop)
             child = Node(schedule, node, proposal)
             node.children.append(child)

@@ -6,17 +6,17 @@ One *sample* is one candidate (a workload plus a list of steps) measured on this
         result = measurer.measure(schedule.steps)     # MeasureResult: status, time_s, times, ...
 
 Isolation (``Measurer``, in the tuning process)
-  Candidates run in ONE worker process, started lazily with multiprocessing's "spawn"
-  context (forking a process that already runs LLVM and OpenMP threads is unsafe) and reused
-  for every candidate. The workload goes to the worker once, when it starts; each request is
+  Candidates run in ONE worker process, started lazily as a fresh interpreter
+  (``search/worker.py``: never a re-import of the caller's ``__main__``, never a fork of a
+  process that already runs LLVM and OpenMP threads) and reused for every candidate. The workload goes to the worker once, when it starts; each request is
   just the steps as JSON-able dicts (``Step.to_json()``), each answer a ``MeasureResult``.
   If the worker dies while measuring (a segfault in generated code), the candidate is a
   "crash"; if it does not answer within ``timeout_s``, it is a "timeout" and the worker is
   killed (terminate, then kill). Either way the next candidate starts a fresh worker, so
   ``measure`` never raises for a bad candidate and never hangs. ``timeout_s`` covers one
   candidate's replay, build, check and timing; a worker's start-up gets ``STARTUP_S`` more.
-  Because of "spawn", a script that measures must keep its top-level code under
-  ``if __name__ == "__main__":``.
+  Any script can measure: with or without an ``if __name__ == "__main__":`` guard, from
+  ``python -c``, stdin, an interactive session or a notebook.
 
   What the worker runs per candidate is ``runner(workload, steps, config)`` (default
   ``run_candidate``; tests inject others), where ``config`` comes from ``make_config``: the
@@ -26,7 +26,8 @@ Isolation (``Measurer``, in the tuning process)
 Timing protocol (``run_candidate``, in the worker)
   0. Once per worker start: set the thread count (``set_num_threads``), build the
      UNSCHEDULED program and run it on ``workload.random_inputs(seed=0)``: the reference.
-  1. Replay the steps and build (``compile_s``). ScheduleError / ValueError / TypeError → "error".
+  1. Replay the steps and build (``compile_s``). A ScheduleError → "error"; any other exception
+     → "error" too, its message starting "internal compiler error" (a bug, counted apart).
   2. One call on the same inputs, into an output buffer poisoned with NaN (or the smallest
      integer) so unwritten elements show, compared with the reference: floats with
      ``np.isclose(rtol=1e-3, atol=1e-3 * rms(reference))`` (float rounding grows with the size
@@ -40,9 +41,8 @@ Timing protocol (``run_candidate``, in the worker)
 """
 from __future__ import annotations
 
-import multiprocessing
-import pickle
 import signal
+import subprocess
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -55,6 +55,7 @@ from minicompiler.lower import build
 from minicompiler.runtime.threads import default_threads, set_num_threads
 from minicompiler.schedule import ScheduleError, Step
 
+from . import worker
 from .workload import Workload
 
 STARTUP_S = 30.0   # allowed for a worker's start-up (imports, reference build and run) beyond timeout_s
@@ -112,8 +113,12 @@ def run_candidate(workload: Workload, steps: list[dict], config: dict) -> Measur
     try:
         kernel = build(workload.schedule([Step.from_json(d) for d in steps]))
         kernel.check_arguments(tuple(inputs))
-    except (ScheduleError, ValueError, TypeError) as error:
+    except ScheduleError as error:
         return MeasureResult("error", None, [], time.perf_counter() - start, _one_line(error))
+    except Exception as error:  # noqa: BLE001 - anything else from replay or build is a compiler bug
+        return MeasureResult("error", None, [], time.perf_counter() - start,
+                             f"internal compiler error (a bug; please report it): {type(error).__name__}: "
+                             f"{_one_line(error)}")
     compile_s = time.perf_counter() - start
 
     out = _poisoned(reference)
@@ -179,7 +184,7 @@ class Measurer:
     def __init__(self, workload: Workload, threads: Optional[int] = None, timeout_s: float = 60.0,
                  min_repeats: int = 3, budget_s: float = 0.3, max_repeats: int = 50,
                  runner: Callable[[Workload, list[dict], dict], MeasureResult] = run_candidate) -> None:
-        self._process: Optional[multiprocessing.process.BaseProcess] = None
+        self._process: Optional[subprocess.Popen] = None
         self._conn: Optional[Connection] = None
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
@@ -187,16 +192,12 @@ class Measurer:
             raise ValueError(f"need 1 <= min_repeats <= max_repeats, got {min_repeats} and {max_repeats}")
         if budget_s < 0:
             raise ValueError(f"budget_s must not be negative, got {budget_s!r}")
-        try:
-            pickle.dumps(runner)
-        except (pickle.PicklingError, AttributeError, TypeError) as error:
-            raise TypeError(f"runner must be a module-level function (it is sent to the worker): {error}") from None
+        worker.importable(runner, "runner")
         self.workload = workload
         self.threads = threads or default_threads()
         self.timeout_s = timeout_s
         self.runner = runner
         self._repeats = {"min_repeats": min_repeats, "budget_s": budget_s, "max_repeats": max_repeats}
-        self._context = multiprocessing.get_context("spawn")
 
     @property
     def worker_pid(self) -> Optional[int]:
@@ -206,7 +207,7 @@ class Measurer:
     def measure(self, steps: Sequence[Step]) -> MeasureResult:
         """Measure the schedule these steps make: never raises for a bad candidate, never hangs."""
         request = [step.to_json() for step in steps]
-        if self._process is not None and not self._process.is_alive():
+        if self._process is not None and self._process.poll() is not None:
             self._stop(grace_s=0.0)  # died between candidates (e.g. killed from outside): not this one's fault
         if self._process is None:
             failed = self._start()
@@ -221,17 +222,8 @@ class Measurer:
 
     def _start(self) -> Optional[MeasureResult]:
         """Start a worker and wait until it has its reference output; a MeasureResult if it could not."""
-        parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker, name="minicompiler-measure", daemon=True,
-                                        args=(child, self.workload, self.threads, self.runner, self._repeats))
-        try:
-            process.start()  # pickles the workload: an unpicklable one raises here, for its author to fix
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()  # keep only the worker's copy, so its death is EOF here
-        self._process, self._conn = process, parent
+        self._process, self._conn = worker.start(
+            _worker, (self.workload, self.threads, self.runner, self._repeats))
         failed = self._answer(self.timeout_s + STARTUP_S, "while starting (building the reference)")
         if failed is not None:
             self.close()
@@ -250,7 +242,7 @@ class Measurer:
                     return self._conn.recv()
                 except (EOFError, OSError):
                     return self._lost("crash", doing)
-            if not self._process.is_alive() and not self._conn.poll():
+            if self._process.poll() is not None and not self._conn.poll():
                 return self._lost("crash", doing)
 
     def _lost(self, status: str, doing: str) -> MeasureResult:
@@ -269,16 +261,14 @@ class Measurer:
             conn.close()
         if process is None:
             return None
-        process.join(grace_s)
-        if process.is_alive():
-            process.terminate()
-            process.join(2.0)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        code = process.exitcode
-        process.close()
-        return code
+        for stop in (None, process.terminate, process.kill):
+            if stop is not None:
+                stop()
+            try:
+                return process.wait(grace_s if stop is None else 2.0)
+            except subprocess.TimeoutExpired:
+                continue
+        return process.wait()
 
     def close(self) -> None:
         """Stop the worker, if any. A later ``measure`` would start a new one."""

@@ -10,17 +10,18 @@ cache footprint and vector width.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
 
 from minicompiler.dtypes import itemsize
 from minicompiler.ir.expr import Load
 from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, Stmt
 from minicompiler.ir.visitor import walk
-from minicompiler.schedule import Schedule, ScheduleError, Step
+from minicompiler.schedule import Schedule, Step
 from minicompiler.schedule.loops import children, free_vars, loops
 from minicompiler.target import Target
 
+from .legality import try_steps
 from .nests import Nest, intermediates, main_nest, nests, trip_count
 
 
@@ -94,13 +95,6 @@ def tilings(target: Target, m: int, n: int, k: int, lanes: int) -> list[Tiling]:
     return out
 
 
-def _try(schedule: Schedule, steps: Sequence[Step]) -> Optional[Schedule]:
-    try:
-        return schedule.replay(steps)
-    except ScheduleError:
-        return None
-
-
 class HeuristicProposer:
     def __init__(self, max_variants: int = 6) -> None:
         self.max_variants = max_variants
@@ -113,7 +107,7 @@ class HeuristicProposer:
             for proposal in phase(schedule, target):
                 if proposal.steps in tried or any(p.steps == proposal.steps for p in out):
                     continue
-                if _try(schedule, proposal.steps) is not None:
+                if try_steps(schedule, proposal.steps) is not None:
                     out.append(proposal)
             if out:  # propose from the earliest phase that still has work to do
                 return out[:n]
@@ -148,7 +142,7 @@ class HeuristicProposer:
             variants.append((tuple(Step.make("compute_at", tensor=t, at=at) for t in reversed(scratch)),
                              names, f"loop {at}"))
             for steps, outer_names, where in variants:
-                trial = _try(schedule, steps)
+                trial = try_steps(schedule, steps)
                 if trial is None or not _no_restreaming(trial.func, outer_names, target):
                     continue
                 proposals.append(Proposal(steps, f"compute every intermediate inside {where} so its "
@@ -251,7 +245,7 @@ class HeuristicProposer:
                 packed = None
         if packed is not None:
             # The copy is a loop nest of its own: run it on every core too.
-            trial = _try(schedule, [packed])
+            trial = try_steps(schedule, [packed])
             first = trial.loops[0] if trial is not None else None
             if first is not None and first.startswith(f"{packed.kwargs['tensor']}_packed"):
                 tail = tail + [Step.make("parallel", loop=first)]
@@ -297,7 +291,7 @@ class HeuristicProposer:
                 inner = nest.names[-1]
                 candidate = [Step.make("reorder", order=(loop, inner))] + candidate \
                     if nest.extent(inner) > 0 else candidate
-            trial = _try(current, candidate)
+            trial = try_steps(current, candidate)
             if trial is not None:
                 current = trial
                 steps.extend(candidate)
@@ -314,7 +308,7 @@ class HeuristicProposer:
             others = _parallelize_other_nests(schedule, target)
             return [Proposal(others, "run the other large stages on every core too")] if others else []
         # Which loops may run in parallel (None: a reduction loop, or iterations that share data).
-        trials = {l.var.name: _try(schedule, (Step.make("parallel", loop=l.var.name),))
+        trials = {l.var.name: try_steps(schedule, (Step.make("parallel", loop=l.var.name),))
                   for l in around if trip_count(l) > 1}
         proposals: list[tuple[tuple, Proposal]] = []
         for depth, loop in enumerate(around):
@@ -356,7 +350,7 @@ def _parallelize_other_nests(schedule: Schedule, target: Target,
         node = top
         while isinstance(node, For):
             step = Step.make("parallel", loop=node.var.name)
-            trial = _try(schedule, (step,)) if trip_count(node) >= target.cores else None
+            trial = try_steps(schedule, (step,)) if trip_count(node) >= target.cores else None
             if trial is not None:
                 schedule = trial
                 steps.append(step)

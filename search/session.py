@@ -33,6 +33,7 @@ class Sample:
     time_s: Optional[float]
     best_s: Optional[float]   # best time so far, after this sample
     wall_s: float             # seconds since the session started
+    error: str = ""           # what went wrong, for a sample that is not "ok"
 
 
 def trace_key(steps: tuple[Step, ...]) -> str:
@@ -65,7 +66,8 @@ class Session:
                           key=lambda r: r.get("sample", 0))
         for record in previous:
             steps = tuple(Step.from_json(d) for d in record["steps"])
-            self._record(steps, record["status"], record.get("time_s"), write=False)
+            self._record(steps, record["status"], record.get("time_s"), write=False,
+                         error=str(record.get("error", "")))
         return len(previous)
 
     # -- measuring ----------------------------------------------------------------------------
@@ -97,7 +99,7 @@ class Session:
         if time_s is not None and (self.best_s is None or time_s < self.best_s):
             self.best_s, self.best_steps = time_s, steps
         sample = Sample(len(self.history) + 1, steps, status, time_s, self.best_s,
-                        time.perf_counter() - self.started)
+                        time.perf_counter() - self.started, error[:500])
         self.history.append(sample)
         if write:
             self.database.append({

@@ -12,10 +12,11 @@ from typing import Iterable, Optional
 
 from minicompiler.ir.expr import Const
 from minicompiler.ir.stmt import Accumulate
-from minicompiler.schedule import Schedule, ScheduleError, Step
+from minicompiler.schedule import Schedule, Step
 from minicompiler.schedule.loops import loops
 from minicompiler.target import Target
 
+from .legality import try_steps
 from .nests import intermediates, nests
 
 
@@ -80,10 +81,7 @@ class Space:
 
     @staticmethod
     def apply(schedule: Schedule, step: Step) -> Optional[Schedule]:
-        try:
-            return schedule.apply(step)
-        except ScheduleError:
-            return None
+        return try_steps(schedule, (step,))
 
     def sample(self, schedule: Schedule, rng: random.Random) -> Optional[tuple[Step, Schedule]]:
         """One legal step at random (candidates tried in random order), or None at a dead end."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -24,6 +25,7 @@ from minicompiler.target import Target
 
 from .database import Database
 from .evolutionary import Evolutionary
+from .legality import Defect, collecting_defects
 from .mcts import MCTS
 from .measure import Measurer
 from .proposer import HeuristicProposer, Proposer
@@ -32,6 +34,10 @@ from .session import Sample, Session, print_progress
 from .workload import Workload
 
 STRATEGIES = ("mcts", "evolutionary", "random")
+
+
+class TuneError(RuntimeError):
+    """A tune that measured nothing: every candidate (or the unscheduled baseline) failed."""
 
 
 @dataclass
@@ -44,7 +50,35 @@ class TuneResult:
     run_id: str
     tree: Optional[nx.DiGraph] = None
     llm_stats: Any = None          # llm.LLMStats when the LLM proposer ran (calls, tokens, fallbacks, cost)
+    defects: list[Defect] = field(default_factory=list)   # internal compiler errors met while trying steps
     _kernel: Any = field(default=None, repr=False)
+
+    @property
+    def status_counts(self) -> dict[str, int]:
+        """How many samples ended in each status ("ok", "wrong", "error", "crash", "timeout")."""
+        return dict(Counter(s.status for s in self.history))
+
+    @property
+    def first_errors(self) -> dict[str, str]:
+        """The first error message of each failing status: what went wrong, once per kind."""
+        first: dict[str, str] = {}
+        for s in self.history:
+            if s.status != "ok":
+                first.setdefault(s.status, s.error or "(no message)")
+        return first
+
+    def failure_summary(self) -> str:
+        """"" when every sample was measured; else the counts by status and the first error of each."""
+        failed = {k: v for k, v in self.status_counts.items() if k != "ok"}
+        lines = []
+        if failed:
+            counts = ", ".join(f"{n} {status}" for status, n in sorted(failed.items()))
+            lines.append(f"{sum(failed.values())} of {self.samples} samples failed ({counts})")
+            lines += [f"  first {status}: {error}" for status, error in self.first_errors.items()]
+        if self.defects:
+            lines.append(f"{len(self.defects)} internal compiler error(s) while trying steps (bugs; please "
+                         f"report): first: {self.defects[0]}")
+        return "\n".join(lines)
 
     @property
     def speedup(self) -> float:
@@ -159,13 +193,34 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
     session.load_previous()
     search = _strategy(strategy, proposer_obj, c, branching)
     try:
-        search.run(session, random.Random(seed))
+        with collecting_defects() as defects:
+            search.run(session, random.Random(seed))
     finally:
         if own_measurer:
             measurer.close()
     tree = search.tree() if isinstance(search, MCTS) else None
-    return TuneResult(workload, session.best_steps, session.best_s, session.baseline_s, session.history,
-                      run_id, tree, llm.finish() if llm is not None else None)
+    result = TuneResult(workload, session.best_steps, session.best_s, session.baseline_s, session.history,
+                        run_id, tree, llm.finish() if llm is not None else None, defects)
+    _check_measured(result)
+    return result
+
+
+def _check_measured(result: TuneResult) -> None:
+    """Raise TuneError when the tune measured nothing, or could not run the unscheduled program."""
+    baseline = next((s for s in result.history if not s.steps), None)
+    if baseline is not None and baseline.status in ("error", "crash", "wrong"):
+        what = f"the unscheduled program itself failed ({baseline.status})"
+    elif result.best_time_s is None:
+        what = f"none of its {result.samples} sample(s) could be measured"
+    else:
+        return
+    raise TuneError(
+        f"the tune of {result.workload.name or 'the program'} measured nothing: {what}.\n"
+        f"{result.failure_summary()}\n"
+        f"What to do: a 'crash' or 'error' while starting means the measuring worker could not run the "
+        f"program (mc.build(tensor) in this process shows the error); 'timeout' means every candidate "
+        f"took longer than timeout_s (raise it, or tune a smaller shape); 'wrong' is a compiler bug "
+        f"(please report it). Every sample is in the tuning database, run {result.run_id}.")
 
 
 def best_schedule(tensor: Tensor, database: Any = None, threads: Optional[int] = None,

@@ -113,7 +113,7 @@ def test_kernel_exposes_ir_llvm_and_assembly() -> None:
     B = mc.compute((16,), lambda i: mc.exp(A[i]) + 1.0, name="B")
     kernel = mc.build(B)
     assert "for i in range(16)" in kernel.ir
-    assert "define void @\"mc_B\"" in kernel.llvm_ir
+    assert "define i32 @\"mc_B\"" in kernel.llvm_ir
     assert "mc_B" in kernel.assembly
     a = np.linspace(-1, 1, 16, dtype=np.float32)
     np.testing.assert_allclose(kernel(a), np.exp(a) + 1, rtol=1e-6)

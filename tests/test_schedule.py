@@ -559,7 +559,7 @@ def _wide() -> mc.Schedule:
 ILLEGAL: dict[str, tuple[Callable[[], object], str]] = {
     "unknown_loop": (lambda: _mm().split("zz", 4), "no loop named 'zz'"),
     "unknown_loop_in_reorder": (lambda: _mm().reorder("i", "zz"), "no loop named 'zz'"),
-    "loop_name_not_a_string": (lambda: _mm().split(3, 4), "named by a string"),  # type: ignore[arg-type]
+    "loop_name_not_a_string": (lambda: _mm().split(3, 4), "must be a loop name"),  # type: ignore[arg-type]
     "split_factor_zero": (lambda: _mm().split("i", 0), "positive integer"),
     "split_factor_negative": (lambda: _mm().split("i", -2), "positive integer"),
     "split_factor_string": (lambda: _mm().split("i", "4"), "positive integer"),  # type: ignore[arg-type]
@@ -599,7 +599,7 @@ ILLEGAL: dict[str, tuple[Callable[[], object], str]] = {
     "cache_write_marked_loop": (lambda: _mm().parallel("i").cache_write("C", at="i"), "mark loops after"),
     "pack_computed_tensor": (lambda: _mm().pack("C", 0, 4), "applies to an input"),
     "pack_dim_too_large": (lambda: _mm().pack("B", 2, 4), "dim must be 0..1"),
-    "pack_dim_negative": (lambda: _mm().pack("B", -1, 4), "dim must be 0..1"),
+    "pack_dim_negative": (lambda: _mm().pack("B", -1, 4), "dim must be a non-negative integer"),
     "pack_factor_zero": (lambda: _mm().pack("B", 1, 0), "positive integer"),
     "compute_inline_reduction": (lambda: mc.Schedule(softmax(4, 8)).compute_inline("sm"), "reduction"),
     "compute_inline_input": (lambda: _mm().compute_inline("A"), "not an intermediate"),

@@ -1,13 +1,16 @@
 """The one LLVM emitter: loop-nest IR → LLVM IR, built with llvmlite's IR builder.
 
 Conventions of the generated code:
-- a kernel is ``void name(T0* noalias, T1* noalias, ...)``, inputs then outputs, C-contiguous;
+- a kernel is ``int32 name(T0* noalias, T1* noalias, ...)``, inputs then outputs, C-contiguous;
+  it returns 0, or ``OUT_OF_MEMORY`` when a scratch tensor could not be allocated (the code that
+  needed it is skipped, in every thread, and the caller raises MemoryError);
 - indices are i64; a multi-dimensional index is flattened row-major with constant strides;
 - a loop is a header block with a phi for its counter (start 0, step 1);
 - a ``Select`` whose branches read memory is a branch, never a speculated load;
 - float arithmetic carries ``reassoc contract``, so LLVM may vectorise reductions and form FMAs
   (the same freedom numpy's own pairwise / BLAS summation takes);
-- scratch tensors live on the stack up to ``STACK_LIMIT`` bytes, on the heap beyond.
+- scratch tensors live on the stack up to ``STACK_LIMIT`` bytes each and ``STACK_BUDGET`` bytes per
+  function (an OpenMP thread's stack is small), on the heap beyond.
 """
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ from ..ir.visitor import walk
 from ..target import Target
 
 STACK_LIMIT = 16 * 1024
+STACK_BUDGET = 64 * 1024
+OUT_OF_MEMORY = 1
+STATUS = "status"   # the key of the status slot among the emitter's pointers (travels into parallel bodies)
+I32 = ir.IntType(32)
 FAST_MATH = ("reassoc", "contract")
 I64 = ir.IntType(64)
 _TYPES: dict[str, ir.Type] = {"float32": ir.FloatType(), "float64": ir.DoubleType(),
@@ -69,7 +76,7 @@ class LLVMEmitter:
     # ---------------------------------------------------------------- driver
     def emit(self) -> ir.Module:
         params = self.func.params
-        fn_type = ir.FunctionType(ir.VoidType(), [llvm_type(t.dtype).as_pointer() for t in params])
+        fn_type = ir.FunctionType(I32, [llvm_type(t.dtype).as_pointer() for t in params])
         self.fn = ir.Function(self.module, fn_type, name=symbol_name(self.func))
         self.fn.attributes.add("nounwind")
         for arg, tensor in zip(self.fn.args, params):
@@ -79,9 +86,13 @@ class LLVMEmitter:
         entry = self.fn.append_basic_block("entry")
         start = self.fn.append_basic_block("start")
         self.allocas = ir.IRBuilder(entry)  # stack slots go to the entry block, outside every loop
+        self.stack_bytes = 0
+        status = self.allocas.alloca(I32, name=STATUS)
+        self.allocas.store(ir.Constant(I32, 0), status)
+        self.pointers[STATUS] = status  # type: ignore[index]
         self.builder = ir.IRBuilder(start)
         self.stmt(self.func.body)
-        self.builder.ret_void()
+        self.builder.ret(self.builder.load(status))
         self.allocas.branch(start)
         return self.module
 
@@ -417,7 +428,7 @@ class LLVMEmitter:
             slot = self.builder.gep(closure, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), n)])
             self.builder.store(value, slot)
 
-        saved = (self.fn, self.builder, self.allocas, dict(self.values), dict(self.pointers))
+        saved = (self.fn, self.builder, self.allocas, dict(self.values), dict(self.pointers), self.stack_bytes)
         self.outlined_count = getattr(self, "outlined_count", 0) + 1  # a loop may appear in main and tail copies
         outlined = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [i8p]),
                                name=f"{self.fn.name}.{s.var.name}.parallel{self.outlined_count}")
@@ -426,6 +437,7 @@ class LLVMEmitter:
         self.fn = outlined
         entry, start = outlined.append_basic_block("entry"), outlined.append_basic_block("start")
         self.allocas, self.builder = ir.IRBuilder(entry), ir.IRBuilder(start)
+        self.stack_bytes = 0
         data = self.builder.bitcast(outlined.args[0], ir.ArrayType(I64, len(slots)).as_pointer())
 
         def slot(n: int) -> ir.Value:
@@ -445,7 +457,7 @@ class LLVMEmitter:
         self.counted_loop(s, lo, hi)
         self.builder.ret_void()
         self.allocas.branch(start)
-        self.fn, self.builder, self.allocas, self.values, self.pointers = saved
+        self.fn, self.builder, self.allocas, self.values, self.pointers, self.stack_bytes = saved
 
         gomp = self.external("GOMP_parallel", ir.VoidType(),
                              [outlined.type, i8p, ir.IntType(32), ir.IntType(32)])
@@ -457,19 +469,27 @@ class LLVMEmitter:
         element = llvm_type(t.dtype)
         count = max(1, t.size)
         nbytes = count * itemsize(t.dtype)
-        if nbytes <= STACK_LIMIT:
+        if nbytes <= STACK_LIMIT and self.stack_bytes + nbytes <= STACK_BUDGET:
+            self.stack_bytes += nbytes
             slot = self.allocas.alloca(ir.ArrayType(element, count), name=t.name)
             self.pointers[id(t)] = self.allocas.bitcast(slot, element.as_pointer())
             self.stmt(s.body)
+            del self.pointers[id(t)]  # out of scope: a later parallel closure must not carry it
             return
         i8p = ir.IntType(8).as_pointer()
         aligned_alloc = self.external("aligned_alloc", i8p, [I64, I64])
         free = self.external("free", ir.VoidType(), [i8p])
         padded = (nbytes + 63) // 64 * 64  # aligned_alloc wants a multiple of the alignment
         raw = self.builder.call(aligned_alloc, [ir.Constant(I64, 64), ir.Constant(I64, padded)])
-        self.pointers[id(t)] = self.builder.bitcast(raw, element.as_pointer(), name=t.name)
-        self.stmt(s.body)
-        self.builder.call(free, [raw])
+        failed = self.builder.icmp_unsigned("==", raw, ir.Constant(i8p, None))
+        with self.builder.if_else(failed) as (on_failure, allocated):
+            with on_failure:
+                self.builder.store(ir.Constant(I32, OUT_OF_MEMORY), self.pointers[STATUS])  # type: ignore[index]
+            with allocated:
+                self.pointers[id(t)] = self.builder.bitcast(raw, element.as_pointer(), name=t.name)
+                self.stmt(s.body)
+                self.builder.call(free, [raw])
+                del self.pointers[id(t)]  # defined in this branch only: nothing after it may use it
 
 
 def emit_llvm(func: Function, target: Target) -> ir.Module:

@@ -55,7 +55,10 @@ class Widen(Mutator):
             any(isinstance(x, Load) for x in walk(e.false_value))
         if lanes(cond.dtype) > 1 and reads:
             raise NotVectorizable("a guarded read varies across lanes")
-        return Select(broadcast(cond, self.n), broadcast(t, self.n), broadcast(f, self.n), with_lanes(e.dtype, self.n))
+        # A lane-invariant condition stays scalar: it picks whole vectors (and may branch around a
+        # guarded read, as padding does); only a per-lane condition is a vector mask.
+        return Select(cond if lanes(cond.dtype) == 1 else broadcast(cond, self.n),
+                      broadcast(t, self.n), broadcast(f, self.n), with_lanes(e.dtype, self.n))
 
     def visit_Call(self, e: Call) -> Expr:
         args = [self.visit(a) for a in e.args]

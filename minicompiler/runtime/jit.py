@@ -16,8 +16,10 @@ from typing import Any, Optional
 import llvmlite.binding as llvm
 import numpy as np
 
-from ..codegen.llvm import emit_llvm, symbol_name
-from ..ir.stmt import Function
+from ..codegen.llvm import OUT_OF_MEMORY, emit_llvm, symbol_name
+from ..dtypes import itemsize
+from ..ir.stmt import Alloc, Function
+from ..ir.visitor import walk
 from ..target import Target
 
 
@@ -97,7 +99,7 @@ class Kernel:
         self.input_specs = [(t.name, t.shape, np.dtype(t.dtype)) for t in func.inputs]
         (output,) = func.outputs
         self.output_shape, self.output_dtype = output.shape, np.dtype(output.dtype)
-        self._cfunc = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * len(func.params))(compiled.address)
+        self._cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * len(func.params))(compiled.address)
 
     # What a reader wants to see of a kernel.
     @property
@@ -149,9 +151,16 @@ class Kernel:
             self._check_one(out, "out", self.output_shape, self.output_dtype)
             if not out.flags.writeable or any(np.shares_memory(out, a) for a in arrays):
                 raise ValueError("out must be writeable and must not overlap an input")
-        self._cfunc(*[a.ctypes.data for a in arrays], out.ctypes.data)
+        self.run_unchecked(arrays, out)  # type: ignore[arg-type]
         return out
 
-    def run_unchecked(self, arrays: list[np.ndarray], out: np.ndarray) -> None:
+    def run_unchecked(self, arrays: list[np.ndarray] | tuple[np.ndarray, ...], out: np.ndarray) -> None:
         """Call without checks: for callers (einsum, the measurer) that validated the signature once."""
-        self._cfunc(*[a.ctypes.data for a in arrays], out.ctypes.data)
+        if self._cfunc(*[a.ctypes.data for a in arrays], out.ctypes.data) == OUT_OF_MEMORY:
+            raise MemoryError(f"{self.func.name}: a scratch tensor could not be allocated "
+                              f"({self.scratch_bytes() / 2**20:.1f} MiB of scratch in all); use smaller "
+                              f"pack / cache_write tiles")
+
+    def scratch_bytes(self) -> int:
+        """Bytes of every scratch tensor the kernel allocates (once each; parallel bodies once per thread)."""
+        return sum(n.tensor.size * itemsize(n.tensor.dtype) for n in walk(self.func.body) if isinstance(n, Alloc))

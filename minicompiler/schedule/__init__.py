@@ -11,7 +11,6 @@ A Schedule is immutable: every method returns a new one, so a search can branch 
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Optional, Sequence
 
 from ..ir.stmt import Function
@@ -20,6 +19,7 @@ from ..passes.loop_nest import default_loop_nest
 from .annotate import parallel, unroll, vectorize
 from .cache import cache_write, pack
 from .loops import ScheduleError, loop_names
+from .params import check_arguments
 from .reorder import fuse, reorder
 from .split import split, tile
 from .stages import compute_at, compute_inline
@@ -33,19 +33,15 @@ PRIMITIVES: dict[str, Callable[..., Function]] = {
 
 
 def apply_step(func: Function, step: Step) -> Function:
-    """Apply one step; a step that does not fit the program raises ScheduleError."""
+    """Apply one step; a step that does not fit the program raises ScheduleError.
+
+    Arguments are checked against the primitive's declared kinds first (``params.py``), so an
+    exception other than ScheduleError from inside a primitive is a bug in it, and propagates."""
     primitive = PRIMITIVES.get(step.op)
     if primitive is None:
         raise ScheduleError(f"unknown transformation {step.op!r}; known: {', '.join(PRIMITIVES)}")
-    params = inspect.signature(primitive).parameters
-    unknown = [k for k in step.kwargs if k not in params or k == "func"]
-    if unknown:
-        raise ScheduleError(f"{step.op} takes {', '.join(p for p in params if p != 'func')}; "
-                            f"not {', '.join(unknown)}")
-    try:
-        return primitive(func, **step.kwargs)
-    except TypeError as error:
-        raise ScheduleError(f"{step}: {error}") from None
+    check_arguments(step.op, primitive, step.kwargs)
+    return primitive(func, **step.kwargs)
 
 
 def _step(op: str, **args: Any) -> Step:

@@ -10,13 +10,30 @@ from typing import Optional
 
 from ..analysis import affine_expr, affine_form, value_range
 from ..ir.expr import BinOp, Const, Expr, Load, Select, Var, const
-from ..ir.stmt import Accumulate, Alloc, For, Function, Store
+from ..ir.stmt import Accumulate, Alloc, For, Function, Stmt, Store
 from ..ir.visitor import walk
-from .loops import ScheduleError, constant_extent, find_loop, free_vars, loops, replace_stmt
+from .loops import ScheduleError, children, constant_extent, find_loop, free_vars, loops, replace_stmt
+from .params import COUNT, LOOP, primitive
 from .split import split_named
 
 MAX_VECTOR = 256
 MAX_UNROLL = 256
+# Nodes of the loop nest once unrolled loops are copies: beyond this, building takes minutes and
+# gigabytes (LLVM's optimiser is superlinear in a function's size) for no speed a cache could hold.
+MAX_UNROLLED_SIZE = 2**15
+
+
+def unrolled_size(s: Stmt) -> int:
+    """The nodes ``s`` becomes once its unrolled loops are copies (a vectorized loop counts one
+    copy per 8 lanes, as register-wide pieces)."""
+    if isinstance(s, For):
+        body = unrolled_size(s.body)
+        n = int(s.extent.value) if isinstance(s.extent, Const) else 1
+        return {"unrolled": n * body, "vectorized": max(1, n // 8) * body}.get(s.kind, body + 1)
+    inner = children(s)
+    if inner:
+        return 1 + sum(unrolled_size(c) for c in inner)
+    return sum(1 for _ in walk(s))
 
 
 def _mark(func: Function, loop: For, kind: str) -> Function:
@@ -73,6 +90,7 @@ def _iterations_apart(loop: For, tensor_accesses: list) -> bool:
     return _window(loop, flat, ranges)
 
 
+@primitive(loop=LOOP)
 def parallel(func: Function, loop: str) -> Function:
     """Run the iterations of ``loop`` on the thread pool."""
     target = find_loop(func, loop)
@@ -96,6 +114,7 @@ def parallel(func: Function, loop: str) -> Function:
     return _mark(func, target, "parallel")
 
 
+@primitive(loop=LOOP)
 def vectorize(func: Function, loop: str) -> Function:
     """Run ``loop`` as one SIMD operation per statement: its extent is the number of lanes."""
     target = find_loop(func, loop)
@@ -128,6 +147,7 @@ def vectorize(func: Function, loop: str) -> Function:
     return _mark(func, target, "vectorized")
 
 
+@primitive(loop=LOOP, factor=COUNT.optional())
 def unroll(func: Function, loop: str, factor: Optional[int] = None) -> Function:
     """Unroll ``loop`` fully, or by ``factor`` (split, then unroll the inner loop)."""
     target = find_loop(func, loop)
@@ -141,4 +161,14 @@ def unroll(func: Function, loop: str, factor: Optional[int] = None) -> Function:
     if extent > MAX_UNROLL or copies > 64 * MAX_UNROLL:
         raise ScheduleError(f"unrolling {loop} ({extent} iterations) would make too much code; "
                             f"use unroll({loop!r}, factor=...)")
-    return _mark(func, target, "unrolled")
+    marked = _mark(func, target, "unrolled")
+    size = unrolled_size(marked.body)
+    if size > MAX_UNROLLED_SIZE:
+        from .loops import enclosing_loops
+        others = [l.var.name for l in enclosing_loops(func, target) + list(loops(target.body))
+                  if l.kind in ("unrolled", "vectorized")]
+        with_others = f" with {', '.join(others)} also unrolled or vectorized" if others else ""
+        raise ScheduleError(f"unrolling {loop}{with_others} would make {size} IR nodes of code "
+                            f"(at most {MAX_UNROLLED_SIZE}); drop one of these unrolls, or unroll {loop} "
+                            f"by a smaller factor")
+    return marked

@@ -22,6 +22,7 @@ from ..ir.tensor import Tensor
 from ..ir.visitor import Mutator, walk
 from ..passes.loop_nest import reduction_identity
 from .loops import ScheduleError, enclosing_loops, find_loop, fresh_name, free_vars, replace_stmt, used_names
+from .params import COUNT, INDEX, LOOP, TENSOR, primitive
 from .regions import Region, accesses, region_in
 
 
@@ -77,6 +78,7 @@ def _guarded(tensor: Tensor, index: tuple[Expr, ...], stmt: Stmt) -> Stmt:
     return If(cond, stmt) if cond is not None else stmt
 
 
+@primitive(tensor=TENSOR, at=LOOP)
 def cache_write(func: Function, tensor: str, at: str) -> Function:
     """Accumulate ``tensor``'s tile inside loop ``at`` in a local tensor, written back once."""
     target = find_tensor(func, tensor)
@@ -142,9 +144,11 @@ def _is_constant_fill(s: Stmt, tensor: Tensor) -> bool:
         and stores[0].tensor is tensor and not any(isinstance(n, Load) for n in walk(stores[0].value))
 
 
+@primitive(tensor=TENSOR, dim=INDEX, factor=COUNT)
 def pack(func: Function, tensor: str, dim: int, factor: int) -> Function:
     """Copy input ``tensor`` into panels: dimension ``dim`` splits by ``factor``; the panel index
-    goes first and the in-panel index last (zero-padded at the edge)."""
+    goes first and the in-panel index last (zero-padded at the edge). A factor larger than the
+    dimension is the dimension (one panel)."""
     target = find_tensor(func, tensor)
     if not any(target is t for t in func.inputs):
         raise ScheduleError(f"pack applies to an input; {tensor} is computed here (use cache_write)")
@@ -153,6 +157,7 @@ def pack(func: Function, tensor: str, dim: int, factor: int) -> Function:
     if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
         raise ScheduleError(f"pack factor must be a positive integer, got {factor!r}")
     extent = target.shape[dim]
+    factor = min(factor, extent)   # a panel wider than the tensor is the whole dimension
     panels = -(-extent // factor)
     rest = tuple(e for d, e in enumerate(target.shape) if d != dim)
     taken = used_names(func)

@@ -10,6 +10,7 @@ from ..ir.expr import Const, Expr, Load, Var, const
 from ..ir.stmt import Accumulate, Alloc, For, Function, If, Stmt, Store
 from ..ir.visitor import substitute, walk
 from .loops import ScheduleError, find_loop, fresh_name, free_vars, replace_stmt, single_child, used_names
+from .params import LOOP, LOOPS, primitive
 
 
 def _chain(top: For, wanted: set[str]) -> tuple[list[Stmt], Stmt]:
@@ -47,6 +48,7 @@ def check_point_independent(body: Stmt, what: str) -> None:
                                     f"another point in the same loop body, so iterations depend on each other")
 
 
+@primitive(order=LOOPS)
 def reorder(func: Function, order: tuple[str, ...] | list[str]) -> Function:
     """Put the named loops of one perfect nest in the given order (other loops keep their places)."""
     order = tuple(order)
@@ -90,6 +92,7 @@ def _contains(outer: Stmt, inner: Stmt) -> bool:
     return any(n is inner for n in walk(outer) if n is not outer)
 
 
+@primitive(outer=LOOP, inner=LOOP)
 def fuse(func: Function, outer: str, inner: str) -> Function:
     """Merge ``inner`` (directly inside ``outer``) into one loop over both: ``outer_inner``."""
     o, i = find_loop(func, outer), find_loop(func, inner)

@@ -15,12 +15,15 @@ from ..ir.expr import Var, const
 from ..ir.stmt import For, Function, If
 from ..ir.visitor import substitute
 from .loops import ScheduleError, constant_extent, find_loop, fresh_name, replace_stmt, used_names
+from .params import COUNT, LOOP, primitive
 from .reorder import reorder
 
 
+@primitive(loop=LOOP, factor=COUNT.optional(), nparts=COUNT.optional())
 def split(func: Function, loop: str, factor: Optional[int] = None, nparts: Optional[int] = None) -> Function:
     """Split ``loop`` into ``loop_o`` × ``loop_i`` with ``loop_i`` running ``factor`` times
-    (or into at most ``nparts`` outer iterations: the factor is ``ceil(extent / nparts)``)."""
+    (or into at most ``nparts`` outer iterations: the factor is ``ceil(extent / nparts)``).
+    A factor larger than the extent is the extent: the inner loop is then the whole loop."""
     return split_named(func, loop, factor, nparts)[0]
 
 
@@ -33,12 +36,13 @@ def split_named(func: Function, loop: str, factor: Optional[int] = None,
         raise ScheduleError(f"split {loop} before marking it {target.kind}")
     if (factor is None) == (nparts is None):
         raise ScheduleError("split takes exactly one of factor= or nparts=")
+    for name, value in (("factor", factor), ("nparts", nparts)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ScheduleError(f"split {name} must be a positive integer, got {value!r}")
     if nparts is not None:
-        if not isinstance(nparts, int) or isinstance(nparts, bool) or nparts < 1:
-            raise ScheduleError(f"split nparts must be a positive integer, got {nparts!r}")
-        factor = max(1, -(-extent // nparts))
-    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
-        raise ScheduleError(f"split factor must be a positive integer, got {factor!r}")
+        factor = -(-extent // nparts)
+    # A factor beyond the extent means the whole loop (the outer loop then runs once).
+    factor = max(1, min(int(factor), extent))  # type: ignore[arg-type]
     taken = used_names(func)
     outer, inner = Var(fresh_name(taken, f"{loop}_o")), Var(fresh_name(taken, f"{loop}_i"))
     index = outer * factor + inner
@@ -53,6 +57,7 @@ def split_named(func: Function, loop: str, factor: Optional[int] = None,
     return replace_stmt(func, target, rebuild), outer.name, inner.name  # type: ignore[arg-type]
 
 
+@primitive(outer_loop=LOOP, inner_loop=LOOP, outer_factor=COUNT, inner_factor=COUNT)
 def tile(func: Function, outer_loop: str, inner_loop: str, outer_factor: int, inner_factor: int) -> Function:
     """2-D tiling: split both loops and order them ``outer_o, inner_o, outer_i, inner_i``."""
     func, xo, xi = split_named(func, outer_loop, outer_factor)

@@ -13,6 +13,7 @@ from ..ir.tensor import Tensor
 from ..ir.visitor import Mutator, substitute, walk
 from .cache import _Retarget, find_tensor
 from .loops import ScheduleError, find_loop, replace_stmt
+from .params import LOOP, TENSOR, primitive
 from .regions import accesses, region_in
 
 
@@ -26,6 +27,12 @@ def _producer_nests(func: Function, tensor: Tensor) -> tuple[Alloc, list[For]]:
     for nest in nests:
         if any(isinstance(w, (Store, Accumulate)) and w.tensor is not tensor for w in walk(nest)):
             raise ScheduleError(f"the loops computing {tensor.name} also compute other tensors")
+    all_writes = sum(1 for w in walk(alloc.body) if isinstance(w, (Store, Accumulate)) and w.tensor is tensor)
+    if not nests or all_writes != sum(1 for n in nests for w in walk(n)
+                                      if isinstance(w, (Store, Accumulate)) and w.tensor is tensor):
+        raise ScheduleError(f"{tensor.name} is written outside the loops that define it (a cache_write "
+                            f"accumulator or a packed copy?); compute_at / compute_inline move stages "
+                            f"defined by compute()")
     return alloc, nests
 
 
@@ -78,6 +85,7 @@ def _within(body: Stmt, dims: list[tuple[Expr, int, int, int]]) -> Stmt:
     return If(cond, body) if cond is not None else body
 
 
+@primitive(tensor=TENSOR)
 def compute_inline(func: Function, tensor: str) -> Function:
     """Substitute ``tensor``'s elementwise definition into its readers."""
     target = find_tensor(func, tensor)
@@ -101,6 +109,7 @@ def compute_inline(func: Function, tensor: str) -> Function:
     return func.with_body(Inline().visit(func.body))
 
 
+@primitive(tensor=TENSOR, at=LOOP)
 def compute_at(func: Function, tensor: str, at: str) -> Function:
     """Compute the part of ``tensor`` that loop ``at`` reads, inside ``at``, before its body."""
     target = find_tensor(func, tensor)
