@@ -11,10 +11,11 @@ dimension is passed as size 1, and anything else is copied to C order.
 """
 from __future__ import annotations
 
+import operator
 import string
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -44,11 +45,16 @@ class EinsumSpec:
 
 
 def _tokens(term: str, where: str) -> list[str]:
-    """Split a term into letters and '...'; reject anything else."""
+    """Split a term into letters and '...'; reject anything else.
+
+    Spaces are skipped, as numpy skips them, but not inside '...': numpy rejects '. . .'.
+    """
     tokens: list[str] = []
     i = 0
     while i < len(term):
-        if term.startswith("...", i):
+        if term[i] == " ":
+            i += 1
+        elif term.startswith("...", i):
             if "..." in tokens:
                 raise ValueError(f"einsum subscripts: {where} has more than one '...'")
             tokens.append("...")
@@ -67,10 +73,10 @@ def _tokens(term: str, where: str) -> list[str]:
 def parse_einsum(subscripts: str, shapes: Sequence[tuple[int, ...]]) -> EinsumSpec:
     if not isinstance(subscripts, str):
         raise TypeError("einsum subscripts must be a string such as 'ik,kj->ij'")
-    text = subscripts.replace(" ", "")
-    if text.count("->") > 1:
+    # Spaces are not stripped here: '- >' is no arrow to numpy (nor '. . .' an ellipsis).
+    if subscripts.count("->") > 1:
         raise ValueError("einsum subscripts: '->' may appear only once")
-    lhs, arrow, rhs = text.partition("->")
+    lhs, arrow, rhs = subscripts.partition("->")
     if "-" in lhs + rhs or ">" in lhs + rhs:
         raise ValueError("einsum subscripts: '-' and '>' may only appear together as '->'")
     terms = lhs.split(",")
@@ -226,7 +232,9 @@ def _prepare(array: np.ndarray, labels: Labels) -> tuple[Prepare, Labels, tuple[
 class _Plan:
     prepare: list[Prepare]
     kernel: Any
+    shape: tuple[int, ...]  # the result's shape, which an ``out=`` array must have exactly
     scalar: bool
+    fortran: bool  # order='F' (or 'A' on Fortran-ordered operands): return a Fortran-ordered result
 
 
 _plans: dict[tuple, _Plan] = {}
@@ -234,9 +242,8 @@ _kernels: dict[tuple, Any] = {}
 _lock = threading.Lock()
 
 
-def _make_plan(subscripts: str, arrays: list[np.ndarray], dtype: str) -> _Plan:
+def _make_plan(spec: EinsumSpec, arrays: list[np.ndarray], dtype: str, fortran: bool) -> _Plan:
     from ..lower import build
-    spec = parse_einsum(subscripts, [a.shape for a in arrays])
     prepared = [_prepare(a, labels) for a, labels in zip(arrays, spec.inputs)]
     inputs = tuple(labels for _, labels, _ in prepared)
     shapes = tuple(shape for _, _, shape in prepared)
@@ -249,46 +256,177 @@ def _make_plan(subscripts: str, arrays: list[np.ndarray], dtype: str) -> _Plan:
         kernel = build(_tuned_or_default(tensor, holders), inputs=holders)
         with _lock:
             _kernels[kernel_key] = kernel
-    return _Plan([p for p, _, _ in prepared], kernel, scalar=len(spec.output) == 0)
+    shape = tuple(spec.size(l) for l in spec.output)
+    return _Plan([p for p, _, _ in prepared], kernel, shape, scalar=not shape, fortran=fortran)
 
 
-def einsum(subscripts: str, *operands: Union[Tensor, np.ndarray, Any], out: Optional[np.ndarray] = None,
-           dtype: Any = None, optimize: Any = False) -> Any:
-    """Einstein summation, like ``numpy.einsum``.
+# ----------------------------------------------------------------------- numpy's keyword arguments
+
+_CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
+# numpy's sublist form names labels 0..51: 0-25 are 'A'-'Z', 26-51 are 'a'-'z'.
+_SUBLIST_LETTERS = string.ascii_uppercase + string.ascii_lowercase
+
+
+def _keyword_string(value: Any, name: str) -> str:
+    """``casting=``/``order=`` as numpy reads them: a str or bytes, else TypeError."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        raise TypeError(f"einsum: {name} must be str, not {type(value).__name__}")
+    return value
+
+
+def _check_casting(casting: Any) -> str:
+    text = _keyword_string(casting, "casting")
+    if text not in _CASTINGS:
+        raise ValueError(f"einsum: casting must be one of {', '.join(map(repr, _CASTINGS))} (got {casting!r})")
+    return text
+
+
+def _check_order(order: Any) -> str:
+    """numpy's order converter: None means the default 'K'; one letter of CFAK, either case."""
+    if order is None:
+        return "K"
+    text = _keyword_string(order, "order").upper()
+    if len(text) != 1 or text not in "CFAK":
+        raise ValueError(f"einsum: order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
+    return text
+
+
+def _result_dtype(dtypes: Sequence[Any], dtype: Any, out_dtype: Optional[np.dtype], casting: str) -> str:
+    """The dtype einsum computes in, checked against ``casting`` the way numpy checks it.
+
+    numpy computes in ``dtype`` if given, else in the common type of the operands *and* of
+    ``out`` (so a float64 ``out`` makes float32 operands sum in float64), and requires each
+    operand to cast to it, and it to cast to ``out``, under the ``casting`` rule.
+    """
+    if dtype is not None:
+        work = np.dtype(dtype)
+    else:
+        work = np.result_type(*dtypes, *([] if out_dtype is None else [out_dtype]))
+    for n, operand_dtype in enumerate(dtypes):
+        if not np.can_cast(operand_dtype, work, casting):
+            raise TypeError(f"einsum: cannot cast operand {n} from dtype {np.dtype(operand_dtype)} to "
+                            f"{work} according to the rule {casting!r}")
+    if out_dtype is not None and not np.can_cast(work, out_dtype, casting):
+        raise TypeError(f"einsum: cannot cast the result from dtype {work} to out's dtype {out_dtype} "
+                        f"according to the rule {casting!r}")
+    return check_tensor_dtype(work)
+
+
+def _sublist_subscripts(sublist: Any) -> str:
+    """One sublist of numpy's interleaved form (``einsum(a, [0, 1], b, [1, 2], [0, 2])``) as letters."""
+    try:
+        items = list(sublist)
+    except TypeError:
+        raise TypeError("einsum: the subscripts for each operand must be a list or a tuple") from None
+    text = ""
+    for item in items:
+        if item is Ellipsis:
+            text += "..."
+            continue
+        try:  # ints and numpy integers; numpy refuses bools, so do we
+            label = None if isinstance(item, (bool, np.bool_)) else operator.index(item)
+        except TypeError:
+            label = None
+        if label is None:
+            raise TypeError(f"einsum: each subscript must be either an integer or an ellipsis, not {item!r}")
+        if not 0 <= label < len(_SUBLIST_LETTERS):
+            raise ValueError(f"einsum: subscript {label} is not within the valid range [0, 52)")
+        text += _SUBLIST_LETTERS[label]
+    return text
+
+
+def _subscripts_and_operands(args: tuple) -> tuple[str, tuple]:
+    """Either of numpy's call forms as (subscripts string, operands).
+
+    ``einsum("ij,jk->ik", a, b)`` (str or bytes subscripts) or the interleaved
+    ``einsum(a, [0, 1], b, [1, 2], [0, 2])``, whose optional last sublist is the output.
+    """
+    if not args:
+        raise ValueError("einsum: give the subscripts and at least one operand, "
+                         "or at least one operand and its subscripts list")
+    if isinstance(args[0], str):
+        return args[0], args[1:]
+    if isinstance(args[0], bytes):
+        return args[0].decode("ascii"), args[1:]
+    pairs = len(args) // 2
+    if pairs == 0:
+        raise ValueError("einsum: give at least one operand and its subscripts list")
+    terms = ",".join(_sublist_subscripts(args[2 * n + 1]) for n in range(pairs))
+    if len(args) % 2:
+        terms += "->" + _sublist_subscripts(args[-1])
+    return terms, tuple(args[0:2 * pairs:2])
+
+
+# ------------------------------------------------------------------------------------------ einsum
+
+def einsum(*operands: Any, out: Optional[np.ndarray] = None, dtype: Any = None, order: Any = "K",
+           casting: Any = "safe", optimize: Any = False) -> Any:
+    """Einstein summation, like ``numpy.einsum``: ``einsum(subscripts, *operands)`` or
+    numpy's interleaved ``einsum(a, [0, 1], b, [1, 2], [0, 2])``.
 
     On placeholders/tensors: returns the symbolic result tensor. On arrays: computes it
     with a compiled kernel (cached per signature) and returns a numpy array (a numpy
-    scalar for a 0-d result). ``optimize`` is accepted for compatibility and ignored:
-    the whole expression becomes one fused loop nest.
+    scalar for a 0-d result). ``dtype``, ``casting`` and ``out`` follow numpy's rules;
+    ``order`` gives a C- or Fortran-ordered result ('K' gives C order). ``optimize`` is
+    accepted for compatibility and ignored: the whole expression becomes one fused loop nest.
     """
+    if operands and isinstance(operands[0], str):  # the common form, kept cheap
+        subscripts, operands = operands[0], operands[1:]
+    else:
+        subscripts, operands = _subscripts_and_operands(operands)
     if not operands:
         raise ValueError("einsum needs at least one operand")
+    if out is not None and not isinstance(out, np.ndarray):
+        raise TypeError(f"einsum: out must be a numpy array, not {type(out).__name__}")
     symbolic = [isinstance(o, Tensor) for o in operands]
     if any(symbolic):
         if not all(symbolic):
             raise TypeError("einsum: do not mix placeholders and arrays; make every operand a placeholder "
                             "(symbolic) or every operand an array (computed now)")
+        if out is not None:
+            raise TypeError("einsum: out= needs array operands; on placeholders einsum returns a tensor")
+        _check_order(order)
         spec = parse_einsum(subscripts, [o.shape for o in operands])
-        result_dtype = check_tensor_dtype(dtype) if dtype is not None else \
-            np.result_type(*[o.dtype for o in operands]).name
+        result_dtype = _result_dtype([o.dtype for o in operands], dtype, None, _check_casting(casting))
         return einsum_tensor(spec, operands, result_dtype)  # type: ignore[arg-type]
 
     arrays = [o if isinstance(o, np.ndarray) else np.asarray(o) for o in operands]
-    key = (subscripts, dtype, tuple((a.shape, a.strides, a.dtype.str, a.flags.aligned) for a in arrays))
+    key = (subscripts, dtype, casting, order, None if out is None else out.dtype.str,
+           tuple((a.shape, a.strides, a.dtype.str, a.flags.aligned) for a in arrays))
     plan = _plans.get(key)
     if plan is None:
-        for n, a in enumerate(arrays):
-            if a.dtype.name not in TENSOR_DTYPES:
-                raise TypeError(f"einsum: operand {n} has unsupported dtype {a.dtype}; "
-                                f"minicompiler supports {', '.join(TENSOR_DTYPES)}")
-        result_dtype = check_tensor_dtype(dtype) if dtype is not None else np.result_type(*arrays).name
-        plan = _make_plan(subscripts, arrays, result_dtype)
+        plan = _new_plan(subscripts, arrays, out, dtype, order, casting)
         with _lock:
             _plans[key] = plan
+    if out is not None and out.shape != plan.shape:
+        raise ValueError(f"einsum: out has shape {out.shape} but the result has shape {plan.shape}")
     inputs = [a if prepare is None else prepare(a) for prepare, a in zip(plan.prepare, arrays)]
     result = np.empty(plan.kernel.output_shape, plan.kernel.output_dtype)
     plan.kernel.run_unchecked(inputs, result)
     if out is not None:
-        np.copyto(out, result, casting="same_kind")
+        np.copyto(out, result, casting="unsafe")  # the casting rule was checked when planning
         return out
+    if plan.fortran:
+        return np.asfortranarray(result)
     return result[()] if plan.scalar else result
+
+
+def _new_plan(subscripts: str, arrays: list[np.ndarray], out: Optional[np.ndarray], dtype: Any,
+              order: Any, casting: Any) -> _Plan:
+    """Check a new call signature in numpy's order (keywords, subscripts, out's shape, casting,
+    so a call with several faults raises numpy's exception class) and compile its plan."""
+    casting, order = _check_casting(casting), _check_order(order)
+    spec = parse_einsum(subscripts, [a.shape for a in arrays])
+    shape = tuple(spec.size(l) for l in spec.output)
+    if out is not None and out.shape != shape:
+        raise ValueError(f"einsum: out has shape {out.shape} but the result has shape {shape}")
+    result_dtype = _result_dtype([a.dtype for a in arrays], dtype, None if out is None else out.dtype, casting)
+    for n, a in enumerate(arrays):
+        if a.dtype.name not in TENSOR_DTYPES:
+            raise TypeError(f"einsum: operand {n} has unsupported dtype {a.dtype}; "
+                            f"minicompiler supports {', '.join(TENSOR_DTYPES)}")
+    # numpy's 'A' is Fortran order when every operand is Fortran-contiguous.
+    fortran = order == "F" or (order == "A" and all(a.flags.f_contiguous for a in arrays))
+    return _make_plan(spec, arrays, result_dtype, fortran and len(shape) > 1)
