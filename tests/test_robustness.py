@@ -301,3 +301,17 @@ def test_a_bug_inside_a_primitive_propagates_outside_a_tune_and_is_counted_insid
     assert result.samples == 3 and result.best_time_s is not None
     assert result.defects and all("KeyError" in d.error for d in result.defects)
     assert "internal compiler error" in result.failure_summary()
+
+
+# ------------------------------------------------------------------ found by the fuzzer (tests/fuzz.py)
+@pytest.mark.parametrize("n", [5, 8, 13])
+def test_cache_write_of_a_strided_tile_keeps_the_points_it_does_not_write(n: int) -> None:
+    # Inside j_i, C is written at j_o * 4 + j_i: every 4th point of the tile's bounding box. The
+    # write-back covers the whole box, so the other points must start from C, not from zero.
+    A, B = mc.placeholder((3, 2), name="A"), mc.placeholder((2, n), name="B")
+    k = mc.reduce_axis(2, "k")
+    C = mc.compute((3, n), lambda i, j: mc.sum(A[i, k] * B[k, j], axis=k), name="C")
+    s = mc.Schedule(C).split("j", 4).reorder("j_i", "j_o").cache_write("C", at="j_i")
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal((3, 2)).astype("float32"), rng.standard_normal((2, n)).astype("float32")
+    np.testing.assert_allclose(mc.build(s)(a, b), a @ b, rtol=1e-5, atol=1e-5)

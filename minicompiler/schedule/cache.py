@@ -23,7 +23,7 @@ from ..ir.visitor import Mutator, walk
 from ..passes.loop_nest import reduction_identity
 from .loops import ScheduleError, enclosing_loops, find_loop, fresh_name, free_vars, replace_stmt, used_names
 from .params import COUNT, INDEX, LOOP, TENSOR, primitive
-from .regions import Region, accesses, region_in
+from .regions import Region, accesses, region_in, writes_cover
 
 
 def find_tensor(func: Function, name: str) -> Tensor:
@@ -108,7 +108,10 @@ def cache_write(func: Function, tensor: str, at: str) -> Function:
     index_vars = set().union(*(free_vars(i) for w in writes for i in w.indices))
     reduction_outside = any(v not in index_vars for v in outer_vars)
     ops = {w.op for w in writes if isinstance(w, Accumulate)}
-    from_identity = not reduction_outside and len(ops) == 1 and all(isinstance(w, Accumulate) for w in writes)
+    # ... and only when the body accumulates into every point of the tile: the write-back writes
+    # the whole tile, so a point the body skips (a strided index) must hold what C held.
+    from_identity = not reduction_outside and len(ops) == 1 and all(isinstance(w, Accumulate) for w in writes) \
+        and writes_cover(loop.body, target, region)
 
     def to_local(indices: tuple[Expr, ...]) -> tuple[Expr, ...]:
         from ..passes.simplify import simplify_expr

@@ -66,3 +66,39 @@ def region_in(loop_body: Stmt, tensor: Tensor, what: str) -> Region:
             high = offset + sum(c * (ranges[v][1] if c > 0 else ranges[v][0]) for v, c in varying.items())
             lo[d], hi[d] = (low, high) if n == 0 else (min(lo[d], low), max(hi[d], high))
     return Region(tuple(affine_expr(o or {}) for o in outer), tuple(lo), tuple(h - l + 1 for l, h in zip(lo, hi)))
+
+
+def _dense(varying: dict[Var, int], ranges: dict[Var, tuple[int, int]]) -> bool:
+    """Does ``sum(c * v)`` over the loops' ranges take every value between its least and greatest?
+
+    Mixed radix: with the coefficients in increasing size, each must be at most one more than
+    the span the smaller ones already cover (``j_o * 4 + j_i`` with ``j_i < 4`` is dense,
+    ``j_o * 4`` alone is not)."""
+    span = 0
+    for c, v in sorted((abs(c), v) for v, c in varying.items() if ranges[v][1] > ranges[v][0]):
+        if c > span + 1:
+            return False
+        span += c * (ranges[v][1] - ranges[v][0])
+    return True
+
+
+def writes_cover(loop_body: Stmt, tensor: Tensor, region: Region) -> bool:
+    """Does one execution of ``loop_body`` write every point of ``region`` (inside the tensor)?
+
+    True when a single write's indices sweep the whole box: each dimension dense over its own
+    loops, no loop shared between dimensions. (Guards only cut points outside the tensor.)"""
+    ranges = inner_ranges(loop_body)
+    for write in (a for a in accesses(loop_body, tensor) if isinstance(a, (Store, Accumulate))):
+        seen: set[Var] = set()
+        ok = True
+        for d, index in enumerate(write.indices):
+            form = affine_form(index) or {}
+            varying = {v: c for v, c in form.items() if v is not None and v in ranges and c != 0}
+            span = sum(abs(c) * (ranges[v][1] - ranges[v][0]) for v, c in varying.items())
+            if seen & set(varying) or not _dense(varying, ranges) or span + 1 != region.extent[d]:
+                ok = False
+                break
+            seen |= set(varying)
+        if ok:
+            return True
+    return False
