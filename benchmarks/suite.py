@@ -170,12 +170,10 @@ def tuned_record(w: W.Workload, threads: int, inputs: list[np.ndarray], ref: np.
 
     db = Database(args.db)
     tensor = w.program()
-    base = f"{Workload(tensor).key}:mcts:{args.proposer}:t{threads}:"
-    runs = {str(r.get("run_id", "")): r.get("seed") for r in db.records()
-            if str(r.get("run_id", "")).startswith(base)}
-    earlier = bool(runs)
+    run = (Workload(tensor).key, mc.Target.host().key(), threads, "mcts", args.proposer)
+    earlier = db.latest_run(*run) is not None
     # seed 0 (the run the 2-thread curves share) when it exists or nothing does, else the latest run
-    seed = 0 if 0 in runs.values() or not earlier else None
+    seed = 0 if db.latest_run(*run, seed=0) is not None or not earlier else None
     llm = {k: v for k, v in (("llm_model", args.llm_model), ("llm_base_url", args.llm_base_url)) if v}
     print(f"-- tuning {w.name}, {threads} thread(s), budget {args.budget} "
           f"({'continuing the run in ' if earlier else 'new run, database '}{args.db})", file=sys.stderr, flush=True)

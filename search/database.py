@@ -1,98 +1,253 @@
-"""The tuning database: every measured sample, one JSON object per line, append-only.
+"""The tuning database: every measured sample as one typed row of an SQLite table.
 
-    db = Database()                                   # $MINICOMPILER_DB, else ~/.cache/minicompiler/tuning.jsonl
-    db.append({"run_id": ..., "workload": workload.key, ...})
-    db.records(workload=workload.key, threads=4)      # every matching record, in file order
-    db.best(workload.key, Target.host().key(), 4)     # the fastest "ok" one
+    db = Database()                                   # $MINICOMPILER_DB, else ~/.cache/minicompiler/tuning.sqlite
+    db.append(TuningRecord(run_id=..., workload=workload.key, ...))
+    db.records(workload=workload.key, threads=4)      # matching records, in the order they were written
+    db.best(workload.key, Target.host().key(), 4)     # the fastest "ok" one: an indexed lookup
+    db.latest_run(workload.key, "mcts", "heuristic", 4)   # the run a resumed tune continues
 
-Records written by the tuner (``search.session``):
-  run_id         one tuning run: "<workload>:<strategy>:<proposer>:t<threads>:s<seed>:<time>:<nonce>"
+A record (``TuningRecord``; ``records()`` returns them as dicts of the same fields):
+  run_id         one tuning run (an opaque id; a run's workload, strategy, proposer... are columns)
   sample         1-based index of the sample within its run
   workload       ``Workload.key``: a hash of the unscheduled loop nest (same program, same key)
-  workload_name  for people reading the file
+  workload_name  for people reading the table
   target         ``Target.key()`` of the machine that measured: "<triple>|<cpu>|<vector bits>"
   threads        the thread count parallel loops ran with
   strategy       "mcts" | "evolutionary" | "random"
+  proposer       "heuristic" | "llm" | the proposer's class name
   seed           the run's random seed
   steps          the schedule: a list of ``Step.to_json()`` dicts (replay with ``Step.from_json``)
   status         "ok" | "wrong" | "error" | "crash" | "timeout" (see ``search.measure``)
-  time_s         median seconds for "ok", else null
+  time_s         median seconds for "ok", else None
   compile_s      seconds spent replaying the steps and building
   error          one line saying what went wrong, "" for "ok"
   timestamp      ``time.time()`` when the sample was recorded
 Nothing else belongs in a record — in particular nothing from the environment (keys, tokens).
 
-Durability and concurrency: each record is one ``os.write`` of the full line to a file opened
-with O_APPEND, then ``os.fsync``. Appends from several processes therefore never interleave
-within a line, and a killed process loses at most the record it was writing. If the file does
-not end in a newline (a record cut short), the next record starts on a fresh line; writers hold
-an exclusive ``flock`` while they look and write, so this never mistakes another writer's line
-in progress for a cut one. Reading skips a line that does not parse (cut short, or being
-written right now by another process), so a damaged file never stops a run.
+Durability and concurrency (why SQLite, as tinygrad keeps its kernel cache): each append is
+one transaction, committed with ``synchronous=FULL`` before ``append`` returns, so a killed
+tune loses at most the sample it was writing. The file is in WAL mode with a busy timeout, so
+several tunes (processes) write to one database at once and readers never wait for writers.
+Lookups use indexes: the cost of ``best`` does not grow with the number of records.
+
+Databases of earlier versions were JSON-lines files (``tuning.jsonl``). One is imported when
+it is opened: ``Database("old.jsonl")`` — or ``Database("x.sqlite")`` with an ``x.jsonl`` beside
+it — copies its records into the SQLite file of that name, once (the meta table remembers),
+and uses that.
 """
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import os
+import sqlite3
+import sys
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Iterator, Optional
+
+SCHEMA_VERSION = 1
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class TuningRecord:
+    run_id: str
+    sample: int
+    workload: str
+    target: str
+    threads: int
+    steps: list = field(default_factory=list)
+    status: str = "ok"
+    time_s: Optional[float] = None
+    compile_s: float = 0.0
+    error: str = ""
+    timestamp: float = 0.0
+    workload_name: str = ""
+    strategy: str = ""
+    proposer: str = ""
+    seed: Optional[int] = None
+
+
+COLUMNS = tuple(f.name for f in fields(TuningRecord))
+_SQL_TYPES = {"run_id": "TEXT NOT NULL", "sample": "INTEGER NOT NULL", "workload": "TEXT NOT NULL",
+              "target": "TEXT NOT NULL", "threads": "INTEGER NOT NULL", "steps": "TEXT NOT NULL",
+              "status": "TEXT NOT NULL", "time_s": "REAL", "compile_s": "REAL", "error": "TEXT",
+              "timestamp": "REAL", "workload_name": "TEXT", "strategy": "TEXT", "proposer": "TEXT",
+              "seed": "INTEGER"}
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (id INTEGER PRIMARY KEY, {', '.join(f'{c} {_SQL_TYPES[c]}' for c in COLUMNS)});
+CREATE INDEX IF NOT EXISTS samples_best ON samples (workload, target, threads, status, time_s);
+CREATE INDEX IF NOT EXISTS samples_run ON samples (run_id, sample);
+CREATE INDEX IF NOT EXISTS samples_runs ON samples (workload, strategy, proposer, threads, target, timestamp);
+"""
 
 
 def default_path() -> Path:
-    """$MINICOMPILER_DB if set, else ~/.cache/minicompiler/tuning.jsonl (read when called)."""
+    """$MINICOMPILER_DB if set, else ~/.cache/minicompiler/tuning.sqlite (read when called)."""
     env = os.environ.get("MINICOMPILER_DB")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "minicompiler" / "tuning.jsonl"
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "minicompiler" / "tuning.sqlite"
 
 
-DEFAULT_PATH = default_path()   # as of import; Database() reads the environment again
+def _is_json_lines(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError:
+        return False
+    return head != SQLITE_MAGIC and (not head or head.lstrip()[:1] in (b"{", b""))
 
 
 class Database:
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path).expanduser() if path is not None else default_path()
+        path = Path(path).expanduser() if path is not None else default_path()
+        legacy: Optional[Path] = None
+        if path.suffix == ".jsonl" or (path.exists() and _is_json_lines(path)):
+            legacy, path = path, path.with_suffix(".sqlite")
+        elif path.with_suffix(".jsonl").exists():
+            legacy = path.with_suffix(".jsonl")
+        self.path = path
+        self._ready = False
+        self._legacy = legacy if legacy is not None and legacy.exists() else None
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one record as one line, durably (flushed and fsync'ed before returning)."""
-        if not isinstance(record, dict):
-            raise TypeError(f"a record is a dict, got {type(record).__name__}")
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    # ---------------------------------------------------------------- connection
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # so no other writer is mid-line while we look at the last byte
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = b"\n" + line  # a line cut short by a crash: do not glue this record onto it
-            written = os.write(fd, line)
-            if written != len(line):
-                raise OSError(f"short write to {self.path}: {written} of {len(line)} bytes (disk full?)")
-            os.fsync(fd)
+            connection.execute("PRAGMA busy_timeout = 60000")
+            connection.execute("PRAGMA synchronous = FULL")
+            if not self._ready:
+                self._create(connection)
+            yield connection
         finally:
-            os.close(fd)
+            connection.close()
 
-    def records(self, **match: Any) -> list[dict[str, Any]]:
-        """Every record (in file order) whose fields equal ``match``, e.g. ``records(workload=k, threads=2)``."""
+    def _create(self, connection: sqlite3.Connection) -> None:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("BEGIN IMMEDIATE")   # one creator at a time; the others then see the tables
         try:
-            with open(self.path, "rb") as f:
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            return []
-        found = []
-        for line in lines:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                connection.execute(statement)
+            row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} has schema version {row[0]}; this minicompiler reads "
+                                   f"version {SCHEMA_VERSION} and older: upgrade minicompiler")
+            if self._legacy is not None:
+                self._import(connection, self._legacy)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        self._ready = True
+
+    def _import(self, connection: sqlite3.Connection, legacy: Path) -> None:
+        """Copy a JSON-lines database's records in, once (the meta table remembers the file)."""
+        key = f"imported:{legacy.resolve()}"
+        if connection.execute("SELECT 1 FROM meta WHERE key = ?", (key,)).fetchone():
+            return
+        count = 0
+        with open(legacy, "rb") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut short by a crash, or damaged
+                    continue
+                if isinstance(record, dict) and {"run_id", "sample", "workload", "target", "threads"} <= set(record):
+                    # Runs of that format named "<workload>:<strategy>:<proposer>:t<threads>:...": now columns.
+                    parts = str(record["run_id"]).split(":")
+                    if len(parts) > 3:
+                        record.setdefault("strategy", parts[1])
+                        record.setdefault("proposer", parts[2])
+                    connection.execute(_INSERT, _row({k: v for k, v in record.items() if k in COLUMNS}))
+                    count += 1
+        connection.execute("INSERT INTO meta VALUES (?, ?)", (key, str(count)))
+        print(f"minicompiler: imported {count} record(s) from {legacy} into {self.path}", file=sys.stderr)
+
+    # ---------------------------------------------------------------- writing
+    def append(self, record: TuningRecord | dict[str, Any]) -> None:
+        """Store one record, durably (committed before returning)."""
+        with self._connect() as connection:
+            connection.execute(_INSERT, _row(record))
+
+    def extend(self, records: Iterable[TuningRecord | dict[str, Any]]) -> int:
+        """Store many records in one transaction (all or none); how many were stored."""
+        rows = [_row(r) for r in records]
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE")
             try:
-                record = json.loads(line)
-            except ValueError:  # a truncated or damaged line (UnicodeDecodeError is a ValueError too)
-                continue
-            if isinstance(record, dict) and all(k in record and record[k] == v for k, v in match.items()):
-                found.append(record)
-        return found
+                connection.executemany(_INSERT, rows)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    # ---------------------------------------------------------------- reading
+    def records(self, **match: Any) -> list[dict[str, Any]]:
+        """Every record whose fields equal ``match`` (in the order written), e.g. ``records(workload=k, threads=2)``."""
+        unknown = [k for k in match if k not in COLUMNS]
+        if unknown:
+            raise ValueError(f"no field {', '.join(map(repr, unknown))} in a tuning record; the fields: "
+                             f"{', '.join(COLUMNS)}")
+        where = " AND ".join(f"{k} IS ?" for k in match) or "1"
+        return self._select(f"SELECT {', '.join(COLUMNS)} FROM samples WHERE {where} ORDER BY id",
+                            tuple(_column_value(k, v) for k, v in match.items()))
 
     def best(self, workload: str, target: str, threads: int) -> Optional[dict[str, Any]]:
         """The fastest "ok" record for this workload, target and thread count (the earliest of ties)."""
-        timed = [r for r in self.records(workload=workload, target=target, threads=threads, status="ok")
-                 if isinstance(r.get("time_s"), (int, float))]
-        return min(timed, key=lambda r: r["time_s"]) if timed else None
+        found = self._select(f"SELECT {', '.join(COLUMNS)} FROM samples WHERE workload = ? AND target = ? "
+                             f"AND threads = ? AND status = 'ok' AND time_s IS NOT NULL "
+                             f"ORDER BY time_s, id LIMIT 1", (workload, target, threads))
+        return found[0] if found else None
+
+    def latest_run(self, workload: str, target: str, threads: int, strategy: str, proposer: str,
+                   seed: Optional[int] = None) -> Optional[tuple[str, int]]:
+        """(run_id, seed) of the latest run of this workload on this target, thread count, strategy
+        and proposer (and seed, if given); None if there is none."""
+        query = ("SELECT run_id, seed FROM samples WHERE workload = ? AND strategy = ? AND proposer = ? "
+                 "AND threads = ? AND target = ?" + (" AND seed = ?" if seed is not None else "") +
+                 " ORDER BY timestamp DESC, id DESC LIMIT 1")
+        params = (workload, strategy, proposer, threads, target) + ((seed,) if seed is not None else ())
+        with self._connect() as connection:
+            row = connection.execute(query, params).fetchone()
+        return (str(row[0]), int(row[1])) if row is not None and row[1] is not None else None
+
+    def __len__(self) -> int:
+        with self._connect() as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+    def _select(self, query: str, params: tuple) -> list[dict[str, Any]]:
+        if not self.path.exists() and self._legacy is None:
+            return []   # reading creates nothing
+        with self._connect() as connection:
+            rows = connection.execute(query, params).fetchall()
+        return [{c: (json.loads(v) if c == "steps" else v) for c, v in zip(COLUMNS, row)} for row in rows]
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
+
+
+_INSERT = f"INSERT INTO samples ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+
+
+def _column_value(column: str, value: Any) -> Any:
+    return json.dumps(value, separators=(",", ":")) if column == "steps" else value
+
+
+def _row(record: TuningRecord | dict[str, Any]) -> tuple:
+    """A record as the table's row; a dict may leave out optional fields, but not add any."""
+    if isinstance(record, TuningRecord):
+        data = asdict(record)
+    elif isinstance(record, dict):
+        unknown = [k for k in record if k not in COLUMNS]
+        if unknown:
+            raise ValueError(f"no field {', '.join(map(repr, unknown))} in a tuning record")
+        data = asdict(TuningRecord(**record))
+    else:
+        raise TypeError(f"a record is a TuningRecord or a dict, got {type(record).__name__}")
+    return tuple(_column_value(c, data[c]) for c in COLUMNS)

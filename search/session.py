@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from minicompiler.schedule import Schedule, Step
 from minicompiler.target import Target
 
-from .database import Database
+from .database import Database, TuningRecord
 from .workload import Workload
 
 
@@ -52,6 +52,7 @@ class Session:
     seed: int
     run_id: str
     progress: Optional[Callable[["Session", Sample], None]] = None
+    proposer: str = ""
     history: list[Sample] = field(default_factory=list)
     best_steps: tuple[Step, ...] = ()
     best_s: Optional[float] = None
@@ -102,12 +103,12 @@ class Session:
                         time.perf_counter() - self.started, error[:500])
         self.history.append(sample)
         if write:
-            self.database.append({
-                "run_id": self.run_id, "sample": sample.index, "workload": self.workload.key,
-                "workload_name": self.workload.name, "target": self.target.key(), "threads": self.threads,
-                "strategy": self.strategy, "seed": self.seed, "steps": [s.to_json() for s in steps],
-                "status": status, "time_s": time_s, "compile_s": compile_s, "error": error[:500],
-                "timestamp": time.time()})
+            self.database.append(TuningRecord(
+                run_id=self.run_id, sample=sample.index, workload=self.workload.key,
+                workload_name=self.workload.name, target=self.target.key(), threads=self.threads,
+                strategy=self.strategy, proposer=self.proposer, seed=self.seed,
+                steps=[s.to_json() for s in steps], status=status, time_s=time_s, compile_s=compile_s,
+                error=error[:500], timestamp=time.time()))
         if self.progress is not None:
             self.progress(self, sample)
         return time_s

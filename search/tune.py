@@ -136,19 +136,16 @@ def _proposer(proposer: Any, llm_options: dict[str, Any]) -> Proposer:
     raise ValueError(f"unknown proposer {proposer!r}; use 'heuristic', 'llm' or an object with .propose()")
 
 
-def _run_id(database: Database, base: str, seed: Optional[int], resume: bool) -> tuple[str, int]:
+def _run_id(database: Database, workload: Workload, strategy: str, proposer: str, threads: int,
+            seed: Optional[int], resume: bool) -> tuple[str, int]:
     """The run to write to, and its seed: the latest matching run when resuming, else a new one."""
     if resume:
-        runs: dict[str, dict] = {}
-        for r in database.records():
-            rid = str(r.get("run_id", ""))
-            if rid.startswith(base + ":") and (seed is None or r.get("seed") == seed):
-                runs[rid] = r
-        if runs:
-            latest = max(runs.values(), key=lambda r: r.get("timestamp", 0))
-            return str(latest["run_id"]), int(latest["seed"])
+        latest = database.latest_run(workload.key, Target.host().key(), threads, strategy, proposer, seed)
+        if latest is not None:
+            return latest
     seed = seed if seed is not None else random.randrange(2**31)
-    return f"{base}:s{seed}:{time.strftime('%Y%m%dT%H%M%S')}:{random.randrange(10**6):06d}", seed
+    return f"{workload.key}:{strategy}:{proposer}:t{threads}:s{seed}:{time.strftime('%Y%m%dT%H%M%S')}:" \
+           f"{random.randrange(10**6):06d}", seed
 
 
 def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any = "heuristic",
@@ -179,17 +176,16 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
     llm = proposer_obj if hasattr(proposer_obj, "wrap_measurer") else None   # an llm.LLMProposer
     proposer_name = proposer if isinstance(proposer, str) else type(proposer).__name__
     target = Target.host()
-    base = f"{workload.key}:{strategy}:{proposer_name}:t{threads}"
     if llm is not None and seed is None:
         seed = llm.replay_seed          # a replay reuses the recorded run's seed
-    run_id, seed = _run_id(db, base, seed, resume)
+    run_id, seed = _run_id(db, workload, strategy, proposer_name, threads, seed, resume)
     own_measurer = measurer is None
     measurer = measurer or Measurer(workload, threads=threads, timeout_s=timeout_s)
     if llm is not None:                 # record / replay the measurements with the LLM calls
         llm.begin(workload, seed=seed, threads=threads, strategy=strategy, run_id=run_id)
         measurer = llm.wrap_measurer(measurer)
     session = Session(workload, measurer, db, budget, target, threads, strategy, seed, run_id,
-                      progress=print_progress if progress else None)
+                      progress=print_progress if progress else None, proposer=proposer_name)
     session.load_previous()
     search = _strategy(strategy, proposer_obj, c, branching)
     try:

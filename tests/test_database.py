@@ -1,4 +1,4 @@
-"""The tuning database: append-only JSON lines that survive truncation and concurrent writers."""
+"""The tuning database: typed records in SQLite, indexed lookups, concurrent writers, JSON-lines import."""
 from __future__ import annotations
 
 import json
@@ -9,40 +9,49 @@ from pathlib import Path
 
 import pytest
 
-from search.database import Database
+from search.database import COLUMNS, Database, TuningRecord
 
 
 def _record(sample: int, status: str = "ok", time_s: float | None = 1.0, **fields: object) -> dict:
     record = {"run_id": "r1", "sample": sample, "workload": "w1", "workload_name": "mm", "target": "t1",
-              "threads": 2, "strategy": "random", "seed": 0, "steps": [{"op": "split", "loop": "i", "factor": 4}],
-              "status": status, "time_s": time_s, "compile_s": 0.01, "error": "", "timestamp": 1.0}
+              "threads": 2, "strategy": "random", "proposer": "heuristic", "seed": 0,
+              "steps": [{"op": "split", "loop": "i", "factor": 4}], "status": status, "time_s": time_s,
+              "compile_s": 0.01, "error": "", "timestamp": float(sample)}
     record.update(fields)
     return record
 
 
-def test_round_trip_one_line_per_record(tmp_path: Path) -> None:
-    db = Database(tmp_path / "db.jsonl")
-    assert db.records() == []  # no file yet
+def test_round_trip_of_dicts_and_typed_records(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db.sqlite")
+    assert db.records() == [] and not db.path.exists()   # reading creates nothing
     records = [_record(1), _record(2, "crash", None, error="the worker was killed by SIGSEGV")]
     for r in records:
         db.append(r)
-    assert db.records() == records
-    assert len(db.path.read_text().splitlines()) == 2
+    db.append(TuningRecord(**_record(3)))
+    assert db.records() == records + [_record(3)]
+    assert set(db.records()[0]) == set(COLUMNS) and len(db) == 3
+    assert db.path.read_bytes().startswith(b"SQLite format 3")
 
 
-def test_filtering(tmp_path: Path) -> None:
-    db = Database(tmp_path / "db.jsonl")
+def test_filtering_and_unknown_fields(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db.sqlite")
     db.append(_record(1))
     db.append(_record(2, threads=4))
     db.append(_record(1, run_id="r2", workload="w2"))
     assert [r["sample"] for r in db.records(workload="w1", threads=2)] == [1]
     assert [r["run_id"] for r in db.records(threads=2)] == ["r1", "r2"]
     assert db.records(run_id="r2", workload="w1") == []
-    assert db.records(missing=None) == []  # an absent field is not equal to None
+    assert db.records(time_s=None) == []
+    with pytest.raises(ValueError, match="no field 'missing'"):
+        db.records(missing=None)
+    with pytest.raises(ValueError, match="no field 'api_key'"):
+        db.append(dict(_record(4), api_key="sk-secret"))   # nothing else belongs in a record
+    with pytest.raises(TypeError):
+        db.append([1, 2])  # type: ignore[arg-type]
 
 
 def test_best_is_the_fastest_ok_record_of_that_workload_target_and_threads(tmp_path: Path) -> None:
-    db = Database(tmp_path / "db.jsonl")
+    db = Database(tmp_path / "db.sqlite")
     assert db.best("w1", "t1", 2) is None
     db.append(_record(1, time_s=3.0))
     db.append(_record(2, time_s=2.0))
@@ -50,35 +59,52 @@ def test_best_is_the_fastest_ok_record_of_that_workload_target_and_threads(tmp_p
     db.append(_record(4, time_s=0.5, threads=4))
     db.append(_record(5, time_s=0.5, target="t2"))
     db.append(_record(6, time_s=0.5, workload="w2"))
+    db.append(_record(7, "error", 0.1))                       # a failed sample never wins
+    db.append(_record(8, time_s=2.0))                         # a tie: the earliest wins
     best = db.best("w1", "t1", 2)
     assert best is not None and best["sample"] == 2
     assert db.best("w1", "t1", 4)["sample"] == 4
 
 
-def test_truncated_last_line_is_skipped_and_the_next_append_is_whole(tmp_path: Path) -> None:
-    db = Database(tmp_path / "db.jsonl")
-    db.append(_record(1))
-    with open(db.path, "ab") as f:
-        f.write(json.dumps(_record(2)).encode()[:40])  # a process killed mid-write
-    assert [r["sample"] for r in db.records()] == [1]
+def test_latest_run_is_a_query_not_a_parsed_run_id(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db.sqlite")
+    assert db.latest_run("w1", "t1", 2, "random", "heuristic") is None
+    db.append(_record(1, run_id="first", seed=5, timestamp=1.0))
+    db.append(_record(1, run_id="second", seed=7, timestamp=2.0))
+    db.append(_record(1, run_id="other-target", seed=9, timestamp=3.0, target="t2"))
+    db.append(_record(1, run_id="other-proposer", seed=9, timestamp=3.0, proposer="llm"))
+    assert db.latest_run("w1", "t1", 2, "random", "heuristic") == ("second", 7)
+    assert db.latest_run("w1", "t1", 2, "random", "heuristic", seed=5) == ("first", 5)
+    assert db.latest_run("w1", "t1", 2, "mcts", "heuristic") is None
+
+
+def test_a_json_lines_database_is_imported_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    old = tmp_path / "tuning.jsonl"
+    lines = [json.dumps({k: v for k, v in _record(i, run_id="w1:mcts:heuristic:t2:s0:x:1").items()
+                         if k not in ("strategy", "proposer")}) for i in (1, 2)]
+    old.write_text("\n".join(lines) + "\n" + lines[0][:30] + "\n[1, 2]\n")   # a cut line, a non-record
+    db = Database(old)
+    assert db.path == tmp_path / "tuning.sqlite"
+    assert [r["sample"] for r in db.records()] == [1, 2]
+    assert db.records()[0]["strategy"] == "mcts" and db.records()[0]["proposer"] == "heuristic"
+    assert "imported 2 record(s)" in capsys.readouterr().err
     db.append(_record(3))
-    assert [r["sample"] for r in db.records()] == [1, 3]
-    with open(db.path, "ab") as f:
-        f.write(b"\xff\xfe garbage\n[1, 2]\n")  # undecodable and non-record lines too
-    assert [r["sample"] for r in db.records()] == [1, 3]
+    again = Database(tmp_path / "tuning.sqlite")           # the sibling .jsonl is not imported twice
+    assert [r["sample"] for r in again.records()] == [1, 2, 3]
 
 
 def test_parent_directories_are_created(tmp_path: Path) -> None:
-    db = Database(tmp_path / "a" / "b" / "tuning.jsonl")
+    db = Database(tmp_path / "a" / "b" / "tuning.sqlite")
     db.append(_record(1))
     assert db.records() == [_record(1)]
 
 
 def test_default_path_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MINICOMPILER_DB", str(tmp_path / "env.jsonl"))
-    assert Database().path == tmp_path / "env.jsonl"
+    monkeypatch.setenv("MINICOMPILER_DB", str(tmp_path / "env.sqlite"))
+    assert Database().path == tmp_path / "env.sqlite"
     monkeypatch.delenv("MINICOMPILER_DB")
-    assert Database().path == Path.home() / ".cache" / "minicompiler" / "tuning.jsonl"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Database().path == tmp_path / ".cache" / "minicompiler" / "tuning.sqlite"
 
 
 WRITER = """
@@ -88,19 +114,17 @@ db, who, start = Database(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 while time.time() < start:
     time.sleep(0.001)
 for i in range(150):
-    db.append({"who": who, "i": i, "payload": who * 30000})
+    db.append({"run_id": who, "sample": i, "workload": "w", "target": "t", "threads": 1, "error": who * 3000})
 """
 
 
-def test_concurrent_appends_from_two_processes_never_interleave(tmp_path: Path) -> None:
-    path = tmp_path / "db.jsonl"
+def test_concurrent_appends_from_two_processes_are_all_stored(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
     start = time.time() + 2.0  # both writers are imported and waiting by then
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), who, str(start)]) for who in "ab"]
-    assert [w.wait(timeout=60) for w in writers] == [0, 0]
-    lines = path.read_bytes().splitlines()
-    assert len(lines) == 300
-    records = [json.loads(line) for line in lines]  # every line is one whole record
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    db = Database(path)
     for who in "ab":
-        mine = [r for r in records if r["who"] == who]
-        assert [r["i"] for r in mine] == list(range(150))
-        assert all(r["payload"] == who * 30000 for r in mine)
+        mine = db.records(run_id=who)
+        assert [r["sample"] for r in mine] == list(range(150))
+        assert all(r["error"] == who * 3000 for r in mine)

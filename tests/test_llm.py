@@ -207,7 +207,7 @@ def _proposer(server: ChatServer, **options: Any) -> LLMProposer:
     return LLMProposer(client, **options)
 
 
-def _tune(C, tmp_path: Path, proposer: Any, budget: int = 6, db: str = "db.jsonl", **kw: Any):
+def _tune(C, tmp_path: Path, proposer: Any, budget: int = 6, db: str = "db.sqlite", **kw: Any):
     return mc.tune(C, budget=budget, proposer=proposer, database=tmp_path / db, seed=0, threads=1,
                    **{"progress": False, **kw})
 
@@ -344,7 +344,7 @@ def test_the_key_never_reaches_the_database_the_recording_or_the_logs(
     _check_correct(result)
     assert result.llm_stats.fallback_reasons["LLMServerError"] == 1
     out, err = capfd.readouterr()
-    for text in ((tmp_path / "db.jsonl").read_text(), (tmp_path / "rec.jsonl").read_text(), caplog.text, out, err,
+    for text in ((tmp_path / "db.sqlite").read_bytes().decode("utf-8", "replace"), (tmp_path / "rec.jsonl").read_text(), caplog.text, out, err,
                  result.llm_stats.summary(), json.dumps(result.llm_stats.to_dict())):
         assert KEY not in text
     assert "overloaded (key ***)" in (tmp_path / "rec.jsonl").read_text()
@@ -355,12 +355,12 @@ def test_replaying_a_recording_offline_makes_the_same_decisions(server: ChatServ
     recording = tmp_path / "session.jsonl"
     server.queue("good", "illegal", "prose", "slow")        # a mixed session: fallbacks are replayed too
     recorded = _tune(C, tmp_path, _proposer(server, record=recording, timeout_s=1.0, max_retries=0), budget=8,
-                     db="recorded.jsonl")
+                     db="recorded.sqlite")
     server.stop()                                           # offline from here on
-    replayed = mc.tune(C, budget=8, proposer="llm", llm_replay=str(recording), database=tmp_path / "replayed.jsonl",
+    replayed = mc.tune(C, budget=8, proposer="llm", llm_replay=str(recording), database=tmp_path / "replayed.sqlite",
                        threads=1, progress=False)
     steps = lambda name: [r["steps"] for r in Database(tmp_path / name).records()]  # noqa: E731
-    assert steps("replayed.jsonl") == steps("recorded.jsonl") and len(steps("recorded.jsonl")) == 8
+    assert steps("replayed.sqlite") == steps("recorded.sqlite") and len(steps("recorded.sqlite")) == 8
     assert replayed.best_steps == recorded.best_steps and replayed.trace() == recorded.trace()
     assert [(s.status, s.time_s) for s in replayed.history] == [(s.status, s.time_s) for s in recorded.history]
     a, b = recorded.llm_stats, replayed.llm_stats
@@ -377,18 +377,18 @@ def test_cli_tune_with_the_llm_proposer_reports_calls_tokens_and_fallback_rate(s
     env.pop("OPENAI_BASE_URL", None)
     out = subprocess.run([sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=32,j=32,k=32",
                           "--budget", "5", "--proposer", "llm", "--llm-base-url", server.url, "--threads", "1",
-                          "--seed", "0", "--db", str(tmp_path / "db.jsonl"), "--llm-record",
+                          "--seed", "0", "--db", str(tmp_path / "db.sqlite"), "--llm-record",
                           str(tmp_path / "rec.jsonl")], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert out.returncode == 0, out.stderr
     assert re.search(r"calls: [1-9]\d* answered", out.stdout) and "prompt +" in out.stdout
     assert "completion tokens" in out.stdout and "fallback rate: 0%" in out.stdout, out.stdout
     assert set(server.auth) == {f"Bearer {KEY}"}
-    for text in (out.stdout, out.stderr, (tmp_path / "db.jsonl").read_text(), (tmp_path / "rec.jsonl").read_text()):
+    for text in (out.stdout, out.stderr, (tmp_path / "db.sqlite").read_bytes().decode("utf-8", "replace"), (tmp_path / "rec.jsonl").read_text()):
         assert KEY not in text
     server.default = "401"
     out = subprocess.run([sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=32,j=32,k=32",
                           "--budget", "3", "--proposer", "llm", "--llm-base-url", server.url, "--threads", "1",
-                          "--no-llm-fallback", "--db", str(tmp_path / "db.jsonl")],
+                          "--no-llm-fallback", "--db", str(tmp_path / "db.sqlite")],
                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert out.returncode == 3 and "refused the API key" in out.stderr and KEY not in out.stderr + out.stdout
 

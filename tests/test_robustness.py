@@ -72,7 +72,7 @@ print("SPEEDUP", result.speedup)
 
 @pytest.mark.parametrize("how", ["script", "-c", "stdin"])
 def test_a_tune_without_a_main_guard_measures_its_candidates(tmp_path: Path, how: str) -> None:
-    code = TUNE_WITHOUT_MAIN_GUARD.format(db=tmp_path / "db.jsonl")
+    code = TUNE_WITHOUT_MAIN_GUARD.format(db=tmp_path / "db.sqlite")
     out = _run_python(code, how, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "STATUSES ['ok']" in out.stdout, out.stdout + out.stderr[-3000:]
@@ -83,7 +83,7 @@ def test_a_tune_without_a_main_guard_measures_its_candidates(tmp_path: Path, how
 def test_a_user_module_named_like_ours_in_the_working_directory_does_not_reach_the_worker(tmp_path: Path) -> None:
     # The worker runs a fixed bootstrap in a fresh interpreter: the user's script is never re-run in it.
     (tmp_path / "sentinel.txt").unlink(missing_ok=True)
-    code = "open('sentinel.txt', 'a').write('ran\\n')\n" + TUNE_WITHOUT_MAIN_GUARD.format(db=tmp_path / "db.jsonl")
+    code = "open('sentinel.txt', 'a').write('ran\\n')\n" + TUNE_WITHOUT_MAIN_GUARD.format(db=tmp_path / "db.sqlite")
     out = _run_python(code, "script", tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "sentinel.txt").read_text() == "ran\n"   # once: by the user, not by each worker
@@ -108,7 +108,7 @@ def test_a_tune_in_which_every_candidate_fails_raises_and_names_the_failures(tmp
     workload_tensor = _matmul()
     with Measurer(Workload(workload_tensor), threads=1, timeout_s=10, runner=always_crashing_runner) as measurer:
         with pytest.raises(TuneError, match="measured nothing") as info:
-            mc.tune(workload_tensor, budget=3, database=tmp_path / "db.jsonl", measurer=measurer, progress=False)
+            mc.tune(workload_tensor, budget=3, database=tmp_path / "db.sqlite", measurer=measurer, progress=False)
     message = str(info.value)
     assert "3 of 3 samples failed (3 crash)" in message and "first crash:" in message and "SIGSEGV" in message
 
@@ -116,7 +116,7 @@ def test_a_tune_in_which_every_candidate_fails_raises_and_names_the_failures(tmp
 def test_cli_exits_non_zero_with_the_reason_when_nothing_could_be_measured(tmp_path: Path) -> None:
     # A time limit no candidate can meet: every sample times out.
     out = subprocess.run([sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=64,j=64,k=64",
-                          "--budget", "2", "--threads", "1", "--timeout", "0.001", "--db", str(tmp_path / "db.jsonl")],
+                          "--budget", "2", "--threads", "1", "--timeout", "0.001", "--db", str(tmp_path / "db.sqlite")],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "measured nothing" in out.stderr and "timeout" in out.stderr and "Traceback" not in out.stderr
@@ -132,7 +132,7 @@ def wrong_when_vectorized_runner(workload: Workload, steps: list[dict], config: 
 def test_partial_failures_are_counted_by_status_with_the_first_error_of_each(tmp_path: Path) -> None:
     tensor = _matmul()
     with Measurer(Workload(tensor), threads=1, runner=wrong_when_vectorized_runner) as measurer:
-        result = mc.tune(tensor, budget=6, database=tmp_path / "db.jsonl", measurer=measurer, seed=0,
+        result = mc.tune(tensor, budget=6, database=tmp_path / "db.sqlite", measurer=measurer, seed=0,
                          progress=False)
     counts = result.status_counts
     assert counts.get("ok", 0) >= 1 and counts.get("wrong", 0) >= 1 and sum(counts.values()) == result.samples
@@ -297,7 +297,7 @@ def test_a_bug_inside_a_primitive_propagates_outside_a_tune_and_is_counted_insid
         assert try_steps(s, [mc.Step.make("vectorize", loop="j")]) is None
     assert len(defects) == 1 and "KeyError" in defects[0].error
     # A tune goes on, and reports every defect it met (the worker, a fresh interpreter, is unaffected).
-    result = mc.tune(_matmul(), budget=3, database=tmp_path / "db.jsonl", threads=1, seed=0, progress=False)
+    result = mc.tune(_matmul(), budget=3, database=tmp_path / "db.sqlite", threads=1, seed=0, progress=False)
     assert result.samples == 3 and result.best_time_s is not None
     assert result.defects and all("KeyError" in d.error for d in result.defects)
     assert "internal compiler error" in result.failure_summary()

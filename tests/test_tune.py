@@ -34,9 +34,9 @@ def _matmul(n: int = 48, name: str = "C"):
 @pytest.mark.parametrize("strategy", ["mcts", "evolutionary", "random"])
 def test_each_strategy_spends_exactly_its_budget_and_finds_a_correct_faster_kernel(tmp_path: Path, strategy: str) -> None:
     A, B, C = _matmul()
-    result = mc.tune(C, budget=8, strategy=strategy, database=tmp_path / "db.jsonl", seed=3, threads=1,
+    result = mc.tune(C, budget=8, strategy=strategy, database=tmp_path / "db.sqlite", seed=3, threads=1,
                      progress=False)
-    assert result.samples == 8 == len(Database(tmp_path / "db.jsonl").records(run_id=result.run_id))
+    assert result.samples == 8 == len(Database(tmp_path / "db.sqlite").records(run_id=result.run_id))
     assert result.baseline_time_s and result.best_time_s and result.best_time_s <= result.baseline_time_s
     a, b = np.random.default_rng(0).random((2, 48, 48), dtype=np.float32)
     np.testing.assert_allclose(result.kernel(a, b), a @ b, rtol=1e-4, atol=1e-4)
@@ -52,7 +52,7 @@ def test_each_strategy_spends_exactly_its_budget_and_finds_a_correct_faster_kern
 
 def test_mcts_tree_is_exported_with_measured_nodes(tmp_path: Path) -> None:
     *_, C = _matmul(32)
-    result = mc.tune(C, budget=7, database=tmp_path / "db.jsonl", seed=0, threads=1, progress=False)
+    result = mc.tune(C, budget=7, database=tmp_path / "db.sqlite", seed=0, threads=1, progress=False)
     tree = result.tree
     # Sample 1 is the unscheduled baseline; every other sample evaluates a node (its rollout). Two
     # nodes whose rollouts complete to the same schedule share one sample, so nodes >= samples - 1.
@@ -100,12 +100,12 @@ _RESUME_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("strategy", ["mcts", "evolutionary"])
 def test_sigkill_mid_tune_then_resume_loses_no_sample(tmp_path: Path, strategy: str) -> None:
-    db_path = tmp_path / "db.jsonl"
+    db_path = tmp_path / "db.sqlite"
     script = tmp_path / "tune_script.py"
     script.write_text(_RESUME_SCRIPT.format(root=str(ROOT)))
     process = subprocess.Popen([sys.executable, str(script), str(db_path), strategy], start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and (not db_path.exists() or len(db_path.read_text().splitlines()) < 5):
+    while time.time() < deadline and (not db_path.exists() or len(Database(db_path)) < 5):
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # the tuner and its measuring worker, mid-run
     process.wait()
@@ -146,7 +146,7 @@ def test_segfaulting_and_hanging_candidates_are_recorded_and_the_tune_finishes(t
     *_, C = _matmul(64)
     workload = Workload(C)
     with Measurer(workload, threads=1, timeout_s=4, runner=sabotaging_runner) as measurer:
-        result = mc.tune(C, budget=10, database=tmp_path / "db.jsonl", seed=1, threads=1, progress=False,
+        result = mc.tune(C, budget=10, database=tmp_path / "db.sqlite", seed=1, threads=1, progress=False,
                          measurer=measurer)
     statuses = [s.status for s in result.history]
     assert len(statuses) == 10
@@ -156,7 +156,7 @@ def test_segfaulting_and_hanging_candidates_are_recorded_and_the_tune_finishes(t
 
 def test_einsum_on_arrays_uses_the_best_tuned_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from minicompiler.frontend.einsum import einsum_program, parse_einsum
-    monkeypatch.setenv("MINICOMPILER_DB", str(tmp_path / "db.jsonl"))
+    monkeypatch.setenv("MINICOMPILER_DB", str(tmp_path / "db.sqlite"))
     before = mc.get_num_threads()
     mc.set_num_threads(1)  # einsum looks up records of the current thread count
     shapes = [(72, 80), (80, 96)]
@@ -180,7 +180,7 @@ def _check_einsum_uses(result, shapes) -> None:  # noqa: ANN001
 
 def test_cli_tune_runs_and_prints_the_replayable_best_schedule(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=32,j=32,k=32",
-                          "--budget", "5", "--db", str(tmp_path / "db.jsonl"), "--threads", "1", "--seed", "0"],
+                          "--budget", "5", "--db", str(tmp_path / "db.sqlite"), "--threads", "1", "--seed", "0"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "speedup" in out.stdout and "s = Schedule(tensor)" in out.stdout
@@ -190,11 +190,11 @@ def test_cli_tune_runs_and_prints_the_replayable_best_schedule(tmp_path: Path) -
 def test_bad_arguments_give_clear_errors(tmp_path: Path) -> None:
     *_, C = _matmul(8)
     with pytest.raises(ValueError, match="strategy"):
-        mc.tune(C, budget=2, strategy="genetic", database=tmp_path / "db.jsonl")
+        mc.tune(C, budget=2, strategy="genetic", database=tmp_path / "db.sqlite")
     with pytest.raises(ValueError, match="budget"):
-        mc.tune(C, budget=0, database=tmp_path / "db.jsonl")
+        mc.tune(C, budget=0, database=tmp_path / "db.sqlite")
     with pytest.raises(TypeError):
-        mc.tune(mc.placeholder((3,)), budget=2, database=tmp_path / "db.jsonl")
+        mc.tune(mc.placeholder((3,)), budget=2, database=tmp_path / "db.sqlite")
     out = subprocess.run([sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=3"],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 2 and "size" in out.stderr
