@@ -36,16 +36,20 @@ def try_steps(schedule: Schedule, steps: Sequence[Step]) -> Optional[Schedule]:
     except ScheduleError:
         return None
     except Exception as error:  # noqa: BLE001 - a bug in a primitive: recorded in a tune, raised elsewhere
-        defects = _defects.get()
-        if defects is None:
-            raise
-        defect = Defect(tuple(schedule.steps) + tuple(steps),
-                        " ".join(f"{type(error).__name__}: {error}".split())[:500])
-        if not defects:
-            print(f"minicompiler: internal error while trying a step (a bug; please report it): {defect}",
-                  file=sys.stderr, flush=True)
-        defects.append(defect)
+        report_defect(schedule, steps, error)
         return None
+
+
+def report_defect(schedule: Schedule, steps: Sequence[Step], error: Exception) -> None:
+    """Inside ``collecting_defects()``, record ``error`` (raised by ``steps`` on ``schedule``); else re-raise it."""
+    defects = _defects.get()
+    if defects is None:
+        raise error
+    defect = Defect(tuple(schedule.steps) + tuple(steps), " ".join(f"{type(error).__name__}: {error}".split())[:500])
+    if not defects:
+        print(f"minicompiler: internal error while trying a step (a bug; please report it): {defect}",
+              file=sys.stderr, flush=True)
+    defects.append(defect)
 
 
 @contextlib.contextmanager
