@@ -32,7 +32,6 @@ never raises for a string.
 from __future__ import annotations
 
 import ast
-import inspect
 import json
 import math
 import re
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from minicompiler.schedule import PRIMITIVES, Schedule, ScheduleError, Step
+from minicompiler.schedule.params import COUNT, INDEX, LOOPS, MAX_COUNT, params_of_kind
 from search.legality import report_defect
 
 # The head of an answer that is read. A default answer (2048 output tokens) is ~8 KB, but a model
@@ -60,9 +60,10 @@ MAX_REPAIRS = 3             # of which at most this many are repaired
 MAX_CALL = 2_000            # characters of a step written as a call
 MAX_NAME = 200              # characters of a loop or tensor name
 MAX_NAMES = 64              # names in a list of loop names
-MAX_INT = 2**62             # the largest integer argument (the schedule's own bound on counts)
-INT_PARAMS = {"factor", "nparts", "outer_factor", "inner_factor", "dim"}
-LIST_PARAMS = {"order"}     # a list of loop names; every other parameter is one name (a string)
+MAX_INT = MAX_COUNT         # the largest integer argument (the schedule's own bound on counts)
+# From the primitives' declarations: integers, lists of loop names; every other parameter is one name.
+INT_PARAMS = params_of_kind(COUNT, INDEX)
+LIST_PARAMS = params_of_kind(LOOPS)
 _OP_KEYS = ("op", "name", "transform", "transformation", "primitive", "type", "action")
 _ARG_KEYS = ("args", "arguments", "params", "parameters", "kwargs")
 _NOTE_KEYS = ("reasoning", "reason", "why", "rationale", "comment", "explanation")
@@ -334,7 +335,7 @@ def _has_steps(value: Any) -> bool:
 
 # ----------------------------------------------------------------------------- 2. steps
 def _params(op: str) -> list[str]:
-    return [p for p in inspect.signature(PRIMITIVES[op]).parameters if p != "func"]
+    return list(PRIMITIVES[op].params)
 
 
 def _show(value: Any, limit: int = 60) -> str:

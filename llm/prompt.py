@@ -2,9 +2,10 @@
 
 ``messages(context, n)`` returns two chat messages:
 
-- *system*: the role, the transformation vocabulary — each primitive's parameters (read off
-  ``PRIMITIVES``' signatures, so the prompt cannot drift from the compiler), what they mean,
-  the names of the loops it creates and its legality rules — and the answer format;
+- *system*: the role, the transformation vocabulary — each primitive's signature, what it does,
+  its parameters' kinds and meanings and its legality rules, all read off the primitive's one
+  declaration (``minicompiler/schedule/params.py``), so the prompt cannot drift from the
+  compiler — and the answer format (``answer_schema`` gives it as a JSON schema);
 - *user*: the target (ISA, vector width and lanes, cores, caches, registers, peak if known),
   the current program (our IR printout) with its trace, its loops (extent, kind, role per
   nest), its tensors, its measured time against the baseline, its ancestors' programs,
@@ -16,7 +17,6 @@ note, so a prompt stays bounded whatever the kernel.
 """
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Optional
 
@@ -33,75 +33,6 @@ MAX_IR_CHARS = 6000          # the current program
 MAX_ANCESTOR_IR_CHARS = 2500  # each ancestor's program
 MAX_LOOPS_CHARS = 3000        # the loop-nest summary
 
-# What each parameter means; the parameter *names* come from the primitives' signatures.
-PARAMETERS: dict[str, str] = {
-    "loop": "name of an existing loop (a string from the loop list)",
-    "factor": "positive int: iterations of the new inner loop",
-    "nparts": "positive int: iterations of the new outer loop (give factor OR nparts, not both)",
-    "outer_loop": "the outer of two perfectly nested loops",
-    "inner_loop": "the inner of the two loops",
-    "outer_factor": "positive int: tile size along outer_loop",
-    "inner_factor": "positive int: tile size along inner_loop",
-    "order": "list of two or more loop names of ONE perfect nest, outermost first",
-    "outer": "the outer loop",
-    "inner": "the loop directly inside it",
-    "tensor": "name of a tensor (from the tensor list)",
-    "at": "name of the loop inside which it happens",
-    "dim": "int: the tensor dimension to split into panels (0-based)",
-}
-
-# Where a parameter means something else for one primitive.
-PARAMETER_OVERRIDES: dict[tuple[str, str], str] = {
-    ("unroll", "factor"): "optional positive int: unroll by this many (omit it to unroll fully)",
-    ("pack", "factor"): "positive int: panel width (elements of `dim` per panel; a vector-width multiple)",
-    ("cache_write", "tensor"): "name of the tensor being accumulated (the output, or an intermediate)",
-    ("pack", "tensor"): "name of a program input",
-    ("compute_at", "tensor"): "name of an intermediate tensor",
-    ("compute_inline", "tensor"): "name of an intermediate tensor",
-}
-
-# What each primitive does, what it creates, and when it is refused (the transforms' own checks).
-PRIMITIVE_NOTES: dict[str, tuple[str, str]] = {
-    "split": ("loop L becomes L_o (outer) x L_i (inner, `factor` iterations); a factor that does not divide "
-              "the extent is fine (a guard handles the tail).",
-              "L must be a plain serial loop of constant extent (split BEFORE parallel/vectorize/unroll); "
-              "exactly one of factor / nparts; if the name is taken a digit is appended (L_o1)."),
-    "tile": ("split both loops and order them outer_loop_o, inner_loop_o, outer_loop_i, inner_loop_i: a 2-D "
-             "block of outer_factor x inner_factor iterations (register or cache tile).",
-             "the two loops must be perfectly nested in the same nest and still serial."),
-    "reorder": ("put the named loops in this order (other loops keep their places).",
-                "all loops in one perfect nest (no statement between them), all still serial, constant extents."),
-    "fuse": ("merge `inner` (directly inside `outer`) into one loop named outer_inner.",
-             "inner must be directly inside outer; both serial with constant extents."),
-    "parallel": ("run the iterations of the loop on all cores (OpenMP).",
-                 "only ONE loop level per nest runs in parallel; never a reduction loop, nor a loop whose "
-                 "iterations write the same elements; prefer an outer spatial loop with >= cores iterations."),
-    "vectorize": ("run the loop as SIMD: its extent becomes the vector lanes (wider loops are split into "
-                  "register-wide pieces automatically).",
-                  "extent 2..256 (split first); it must be the innermost loop (or only unrolled loops inside); "
-                  "the store must be contiguous in it (stride 1 in the LAST index of the written tensor) — so "
-                  "never a reduction loop; no where() guarding a read may depend on it."),
-    "unroll": ("unroll the loop fully, or by `factor` (split, then unroll the inner part).",
-               "the loop must be serial; full unrolling only for small extents (<= 256 and small bodies), "
-               "otherwise give factor."),
-    "cache_write": ("accumulate `tensor`'s tile in a local buffer <tensor>_local inside loop `at` and write it "
-                    "back once: with unroll + vectorize of the tile loops it lives in registers (register "
-                    "tiling). Creates loops <tensor>_local_c0.. (init) and <tensor>_local_w0.. (write-back).",
-                    "the tensor must be written inside `at`; `at` must be serial; apply it before marking "
-                    "loops (parallel/vectorize/unroll) and after tiling; the loop must not also read the tensor."),
-    "pack": ("copy input `tensor` into panels <tensor>_packed: dimension `dim` is split by `factor`, the "
-             "panel index goes first and the in-panel index last, so a vector loop over that dimension "
-             "reads contiguous memory (pack B with dim=1, factor=vector multiple for C=A.B). Creates loops "
-             "<tensor>_packed0.. for the copy (which can be parallelized).",
-             "only for program inputs (use cache_write for computed tensors); 0 <= dim < ndim; factor >= 1."),
-    "compute_at": ("compute the part of intermediate `tensor` that loop `at` reads inside `at` (fusion: the "
-                   "producer runs per iteration of the consumer's loop, its storage shrinks).",
-                   "tensor must be an intermediate whose loops are untransformed (do it first); `at` must be a "
-                   "loop of a consumer, the tensor must not be read outside `at`; before marking loops."),
-    "compute_inline": ("substitute the intermediate `tensor`'s elementwise definition into its readers.",
-                       "tensor must be elementwise (one assignment, no reduction), loops untransformed."),
-}
-
 ANSWER_FORMAT = {
     "reasoning": "one or two sentences: what limits the current program on this machine",
     "proposals": [
@@ -114,20 +45,51 @@ ANSWER_FORMAT = {
 
 
 def signature(op: str) -> str:
-    """``split(loop, factor=None, nparts=None)`` — read off the primitive itself."""
-    params = list(inspect.signature(PRIMITIVES[op]).parameters.values())[1:]   # drop func
-    return f"{op}(" + ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}=None"
-                                for p in params) + ")"
+    """``split(loop, factor=None, nparts=None)`` — from the primitive's declaration."""
+    return PRIMITIVES[op].signature()
 
 
 def vocabulary() -> str:
+    """Each primitive's signature, what it does, its parameters (kind and meaning) and legality —
+    all read off the one declaration of each primitive (``minicompiler/schedule/params.py``)."""
     lines = []
-    for op in PRIMITIVES:
-        does, rules = PRIMITIVE_NOTES.get(op, ("", ""))
-        params = [p for p in inspect.signature(PRIMITIVES[op]).parameters if p != "func"]
-        meaning = "; ".join(f"{p}: {PARAMETER_OVERRIDES.get((op, p), PARAMETERS.get(p, ''))}" for p in params)
-        lines.append(f"- {signature(op)} — {does}\n    parameters: {meaning}\n    legal only if: {rules}")
+    for op, primitive in PRIMITIVES.items():
+        meaning = "; ".join(f"{p} ({param.kind.short}{'' if param.required else ', optional'}): {param.doc}"
+                            for p, param in primitive.params.items())
+        lines.append(f"- {primitive.signature()} — {_plain(primitive.summary)}\n    parameters: {meaning}\n"
+                     f"    legal only if: {_plain(primitive.legality)}")
     return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    """Docstring markup (``name``) as the prompt's plain backquotes."""
+    return text.replace("``", "`")
+
+
+def answer_schema(schedule: Optional[Schedule] = None, proposals: int = 8, steps: int = 16) -> dict:
+    """The JSON schema of a valid answer, from the primitives' declarations; with a schedule, its
+    loop and tensor names become enums (the steps may name loops that earlier steps create, so
+    enums are only a hint of the current names plus any string when ``schedule`` is None)."""
+    loops = tensors = None
+    if schedule is not None:
+        names = [l.var.name for l in all_loops(schedule.func)]
+        loops = sorted(set(names))
+        tensors = sorted({t.name for t in schedule.func.params} | {n.tensor.name for n in _allocs(schedule)})
+    step = {"oneOf": [p.step_schema(loops, tensors) for p in PRIMITIVES.values()]}
+    proposal = {"type": "object", "properties": {"reasoning": {"type": "string"},
+                                                 "steps": {"type": "array", "items": step, "minItems": 1,
+                                                           "maxItems": steps}},
+                "required": ["steps"]}
+    return {"type": "object", "properties": {"reasoning": {"type": "string"},
+                                             "proposals": {"type": "array", "items": proposal, "minItems": 1,
+                                                           "maxItems": proposals}},
+            "required": ["proposals"]}
+
+
+def _allocs(schedule: Schedule) -> list:
+    from minicompiler.ir.stmt import Alloc
+    from minicompiler.ir.visitor import walk
+    return [n for n in walk(schedule.func.body) if isinstance(n, Alloc)]
 
 
 SYSTEM = """You are an expert CPU performance engineer scheduling one tensor kernel with minicompiler, a

@@ -12,13 +12,14 @@ import random
 from typing import Optional
 
 from minicompiler.schedule import Schedule, Step
+from minicompiler.schedule.params import count_params
 
 from .legality import try_steps
 from .proposer import Context, HeuristicProposer
 from .session import BudgetExhausted, Session
 from .space import Space, factor_candidates
 
-_FACTOR_ARGS = ("factor", "outer_factor", "inner_factor", "nparts")
+_FACTOR_ARGS = count_params()   # the numeric decisions a mutation may change, from the declarations
 
 
 class Evolutionary:

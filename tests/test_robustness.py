@@ -18,7 +18,7 @@ import pytest
 
 import minicompiler as mc
 from minicompiler.schedule import PRIMITIVES
-from minicompiler.schedule.params import primitive, LOOP
+from minicompiler.schedule.params import LOOP, Primitive
 from search.legality import collecting_defects, try_steps
 from search.measure import MeasureResult, Measurer, run_candidate
 from search.space import Space
@@ -278,9 +278,11 @@ def test_malformed_split_arguments_are_schedule_errors_that_name_the_parameter(a
 
 
 # ------------------------------------------------------------------ a bug is not an illegal step
-@primitive(loop=LOOP)
-def broken_vectorize(func, loop):  # noqa: ANN001, ANN201 - a primitive with a bug inside
+def _broken_vectorize(func, loop):  # noqa: ANN001, ANN201 - a primitive with a bug inside
     raise KeyError("the emitter's table")
+
+
+broken_vectorize = Primitive("vectorize", _broken_vectorize, {"loop": LOOP("the loop")}, "a broken one", "always")
 
 
 def test_a_bug_inside_a_primitive_propagates_outside_a_tune_and_is_counted_inside(monkeypatch: pytest.MonkeyPatch,

@@ -11,25 +11,23 @@ A Schedule is immutable: every method returns a new one, so a search can branch 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..ir.stmt import Function
 from ..ir.tensor import Tensor
 from ..passes.loop_nest import default_loop_nest
-from .annotate import parallel, unroll, vectorize
-from .cache import cache_write, pack
+# Importing the primitives' modules registers them (``params.primitive``), in this order.
+from . import split as _split, reorder as _reorder, annotate as _annotate, cache as _cache, stages as _stages  # noqa: F401
 from .loops import ScheduleError, loop_names
-from .params import check_arguments
-from .reorder import fuse, reorder
-from .split import split, tile
-from .stages import compute_at, compute_inline
+from .params import LOOPS, REGISTRY, Primitive, check_arguments
 from .step import Step, trace_from_json, trace_to_json
 
-PRIMITIVES: dict[str, Callable[..., Function]] = {
-    "split": split, "tile": tile, "reorder": reorder, "fuse": fuse,
-    "parallel": parallel, "vectorize": vectorize, "unroll": unroll,
-    "cache_write": cache_write, "pack": pack, "compute_at": compute_at, "compute_inline": compute_inline,
-}
+# name -> the primitive's one declaration, in the order a reader (and the LLM prompt) meets them:
+# restructure, then mark, then storage and stages.
+_ORDER = ("split", "tile", "reorder", "fuse", "parallel", "vectorize", "unroll",
+          "cache_write", "pack", "compute_at", "compute_inline")
+PRIMITIVES: dict[str, Primitive] = {name: REGISTRY[name] for name in _ORDER}
+assert set(PRIMITIVES) == set(REGISTRY), "a new primitive needs its place in _ORDER"
 
 
 def apply_step(func: Function, step: Step) -> Function:
@@ -40,7 +38,7 @@ def apply_step(func: Function, step: Step) -> Function:
     primitive = PRIMITIVES.get(step.op)
     if primitive is None:
         raise ScheduleError(f"unknown transformation {step.op!r}; known: {', '.join(PRIMITIVES)}")
-    check_arguments(step.op, primitive, step.kwargs)
+    check_arguments(primitive, step.kwargs)
     return primitive(func, **step.kwargs)
 
 
@@ -50,6 +48,15 @@ def _step(op: str, **args: Any) -> Step:
         return Step.make(op, **args)
     except TypeError as error:
         raise ScheduleError(f"{op}: {error}") from None
+
+
+def call_text(step: Step) -> str:
+    """The step as a Schedule method call: keywords, except a list of loops, passed as ``*order``."""
+    primitive = PRIMITIVES.get(step.op)
+    kinds = {p: param.kind for p, param in primitive.params.items()} if primitive else {}
+    args = [", ".join(map(repr, v)) if kinds.get(k) is LOOPS and isinstance(v, tuple)
+            else f"{k}={list(v)!r}" if isinstance(v, tuple) else f"{k}={v!r}" for k, v in step.args]
+    return f"{step.op}({', '.join(args)})"
 
 
 class Schedule:
@@ -127,14 +134,7 @@ class Schedule:
 
     def trace(self) -> str:
         """The steps as Python that rebuilds this schedule."""
-        lines = ["s = Schedule(tensor)"]
-        for step in self.steps:
-            args = ", ".join(f"{k}={v!r}" if not isinstance(v, tuple) else f"{k}={list(v)!r}"
-                             for k, v in step.args)
-            if step.op == "reorder":
-                args = ", ".join(repr(x) for x in step.kwargs["order"])
-            lines.append(f"s = s.{step.op}({args})")
-        return "\n".join(lines)
+        return "\n".join(["s = Schedule(tensor)"] + [f"s = s.{call_text(step)}" for step in self.steps])
 
     def to_json(self) -> str:
         return trace_to_json(self.steps)
@@ -150,4 +150,4 @@ class Schedule:
         return f"<Schedule of {self.tensor.name}: {len(self.steps)} step(s)>"
 
 
-__all__ = ["Schedule", "Step", "ScheduleError", "PRIMITIVES", "apply_step"]
+__all__ = ["Schedule", "Step", "ScheduleError", "PRIMITIVES", "Primitive", "apply_step", "call_text"]

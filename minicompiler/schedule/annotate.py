@@ -90,9 +90,14 @@ def _iterations_apart(loop: For, tensor_accesses: list) -> bool:
     return _window(loop, flat, ranges)
 
 
-@primitive(loop=LOOP)
+@primitive(loop=LOOP("the loop whose iterations run on all cores"))
 def parallel(func: Function, loop: str) -> Function:
-    """Run the iterations of ``loop`` on the thread pool."""
+    """Run the iterations of the loop on the thread pool (OpenMP), one contiguous chunk per thread.
+
+    Legal when: no other loop around or inside it is parallel (one level per nest); it is not a
+    reduction loop, and its iterations write disjoint elements. Prefer an outer spatial loop
+    with at least as many iterations as cores.
+    """
     target = find_loop(func, loop)
     if target.kind != "serial":
         raise ScheduleError(f"{loop} is already {target.kind}")
@@ -114,9 +119,15 @@ def parallel(func: Function, loop: str) -> Function:
     return _mark(func, target, "parallel")
 
 
-@primitive(loop=LOOP)
+@primitive(loop=LOOP("the loop that becomes SIMD lanes"))
 def vectorize(func: Function, loop: str) -> Function:
-    """Run ``loop`` as one SIMD operation per statement: its extent is the number of lanes."""
+    """Run the loop as one SIMD operation per statement: its extent is the number of lanes
+    (loops wider than a register become register-wide pieces when lowered).
+
+    Legal when: the extent is 2..256 (split first); it is the innermost loop (or only unrolled
+    loops are inside it); every store is contiguous in it (stride 1 in the LAST index of the
+    written tensor), so never a reduction loop; no where() that guards a read depends on it.
+    """
     target = find_loop(func, loop)
     extent = constant_extent(target, "vectorize")
     if target.kind != "serial":
@@ -147,9 +158,15 @@ def vectorize(func: Function, loop: str) -> Function:
     return _mark(func, target, "vectorized")
 
 
-@primitive(loop=LOOP, factor=COUNT.optional())
+@primitive(loop=LOOP("the loop to unroll"),
+           factor=COUNT("unroll by this many (omit it to unroll fully)", required=False))
 def unroll(func: Function, loop: str, factor: Optional[int] = None) -> Function:
-    """Unroll ``loop`` fully, or by ``factor`` (split, then unroll the inner loop)."""
+    """Unroll the loop fully, or by ``factor`` (split, then unroll the inner part).
+
+    Legal when: the loop is serial; a full unroll only for small extents (<= 256) and small
+    bodies, and the whole program, once unrolled, stays under MAX_UNROLLED_SIZE nodes of code
+    (otherwise give a factor, or drop another unroll).
+    """
     target = find_loop(func, loop)
     if target.kind != "serial":
         raise ScheduleError(f"{loop} is already {target.kind}")

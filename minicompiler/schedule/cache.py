@@ -78,9 +78,16 @@ def _guarded(tensor: Tensor, index: tuple[Expr, ...], stmt: Stmt) -> Stmt:
     return If(cond, stmt) if cond is not None else stmt
 
 
-@primitive(tensor=TENSOR, at=LOOP)
+@primitive(tensor=TENSOR("the tensor being accumulated (the output, or an intermediate)"),
+           at=LOOP("the loop inside which its tile is kept"))
 def cache_write(func: Function, tensor: str, at: str) -> Function:
-    """Accumulate ``tensor``'s tile inside loop ``at`` in a local tensor, written back once."""
+    """Accumulate ``tensor``'s tile in a local buffer <tensor>_local inside loop ``at`` and write
+    it back once: with unroll + vectorize of the tile loops it lives in registers (register
+    tiling). Creates loops <tensor>_local_c0.. (init) and <tensor>_local_w0.. (write-back).
+
+    Legal when: the tensor is written inside ``at``; ``at`` is serial (cache before marking
+    loops, after tiling); the loop does not also read the tensor other than to accumulate.
+    """
     target = find_tensor(func, tensor)
     loop = find_loop(func, at)
     if loop.kind != "serial":
@@ -147,11 +154,19 @@ def _is_constant_fill(s: Stmt, tensor: Tensor) -> bool:
         and stores[0].tensor is tensor and not any(isinstance(n, Load) for n in walk(stores[0].value))
 
 
-@primitive(tensor=TENSOR, dim=INDEX, factor=COUNT)
+@primitive(tensor=TENSOR("a program input"),
+           dim=INDEX("the dimension to split into panels (0-based)"),
+           factor=COUNT("panel width: elements of dim per panel (a vector-width multiple)"))
 def pack(func: Function, tensor: str, dim: int, factor: int) -> Function:
-    """Copy input ``tensor`` into panels: dimension ``dim`` splits by ``factor``; the panel index
-    goes first and the in-panel index last (zero-padded at the edge). A factor larger than the
-    dimension is the dimension (one panel)."""
+    """Copy input ``tensor`` into panels <tensor>_packed: dimension ``dim`` splits by ``factor``,
+    the panel index goes first and the in-panel index last (zero-padded at the edge), so a vector
+    loop over that dimension reads contiguous memory (pack B with dim=1 for C = A.B). A factor
+    larger than the dimension is the whole dimension (one panel). Creates loops
+    <tensor>_packed0.. for the copy (which can be parallelized).
+
+    Legal when: the tensor is a program input (use cache_write for computed tensors) and
+    0 <= dim < its number of dimensions.
+    """
     target = find_tensor(func, tensor)
     if not any(target is t for t in func.inputs):
         raise ScheduleError(f"pack applies to an input; {tensor} is computed here (use cache_write)")

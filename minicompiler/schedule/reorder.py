@@ -48,9 +48,14 @@ def check_point_independent(body: Stmt, what: str) -> None:
                                     f"another point in the same loop body, so iterations depend on each other")
 
 
-@primitive(order=LOOPS)
+@primitive(order=LOOPS("two or more loops of ONE perfect nest, outermost first"))
 def reorder(func: Function, order: tuple[str, ...] | list[str]) -> Function:
-    """Put the named loops of one perfect nest in the given order (other loops keep their places)."""
+    """Put the named loops of one perfect nest in this order (other loops keep their places).
+
+    Legal when: all the loops are in one perfect nest (no statement between them), all still
+    serial, with constant extents, and the new order keeps every iteration's reads and writes
+    (reductions aside) to its own points.
+    """
     order = tuple(order)
     if len(order) < 2 or len(set(order)) != len(order):
         raise ScheduleError(f"reorder takes two or more distinct loop names, got {list(order)}")
@@ -92,9 +97,12 @@ def _contains(outer: Stmt, inner: Stmt) -> bool:
     return any(n is inner for n in walk(outer) if n is not outer)
 
 
-@primitive(outer=LOOP, inner=LOOP)
+@primitive(outer=LOOP("the outer loop"), inner=LOOP("the loop directly inside it"))
 def fuse(func: Function, outer: str, inner: str) -> Function:
-    """Merge ``inner`` (directly inside ``outer``) into one loop over both: ``outer_inner``."""
+    """Merge ``inner`` (directly inside ``outer``) into one loop over both, named outer_inner.
+
+    Legal when: inner is directly inside outer; both are serial with constant extents.
+    """
     o, i = find_loop(func, outer), find_loop(func, inner)
     if not _contains(o, i):
         raise ScheduleError(f"fuse needs {inner} directly inside {outer}, but {inner} is not inside {outer}")

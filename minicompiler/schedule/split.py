@@ -19,11 +19,18 @@ from .params import COUNT, LOOP, primitive
 from .reorder import reorder
 
 
-@primitive(loop=LOOP, factor=COUNT.optional(), nparts=COUNT.optional())
+@primitive(loop=LOOP("the loop to split"),
+           factor=COUNT("iterations of the new inner loop", required=False),
+           nparts=COUNT("iterations of the new outer loop (give factor OR nparts, not both)", required=False))
 def split(func: Function, loop: str, factor: Optional[int] = None, nparts: Optional[int] = None) -> Function:
-    """Split ``loop`` into ``loop_o`` × ``loop_i`` with ``loop_i`` running ``factor`` times
-    (or into at most ``nparts`` outer iterations: the factor is ``ceil(extent / nparts)``).
-    A factor larger than the extent is the extent: the inner loop is then the whole loop."""
+    """Loop L becomes L_o (outer) x L_i (inner, ``factor`` iterations, or ``nparts`` outer
+    iterations: the factor is then ``ceil(extent / nparts)``); a factor that does not divide the
+    extent is fine (a guard handles the tail), one larger than the extent means the whole loop.
+    If a name is taken a digit is appended (L_o1).
+
+    Legal when: L is a plain serial loop of constant extent (split BEFORE parallel / vectorize /
+    unroll); exactly one of factor / nparts is given.
+    """
     return split_named(func, loop, factor, nparts)[0]
 
 
@@ -57,9 +64,15 @@ def split_named(func: Function, loop: str, factor: Optional[int] = None,
     return replace_stmt(func, target, rebuild), outer.name, inner.name  # type: ignore[arg-type]
 
 
-@primitive(outer_loop=LOOP, inner_loop=LOOP, outer_factor=COUNT, inner_factor=COUNT)
+@primitive(outer_loop=LOOP("the outer of two perfectly nested loops"),
+           inner_loop=LOOP("the inner of the two loops"),
+           outer_factor=COUNT("tile size along outer_loop"), inner_factor=COUNT("tile size along inner_loop"))
 def tile(func: Function, outer_loop: str, inner_loop: str, outer_factor: int, inner_factor: int) -> Function:
-    """2-D tiling: split both loops and order them ``outer_o, inner_o, outer_i, inner_i``."""
+    """Split both loops and order them outer_loop_o, inner_loop_o, outer_loop_i, inner_loop_i:
+    a 2-D block of outer_factor x inner_factor iterations (a register or cache tile).
+
+    Legal when: the two loops are perfectly nested in one nest and still serial.
+    """
     func, xo, xi = split_named(func, outer_loop, outer_factor)
     func, yo, yi = split_named(func, inner_loop, inner_factor)
     return reorder(func, (xo, yo, xi, yi))

@@ -85,9 +85,13 @@ def _within(body: Stmt, dims: list[tuple[Expr, int, int, int]]) -> Stmt:
     return If(cond, body) if cond is not None else body
 
 
-@primitive(tensor=TENSOR)
+@primitive(tensor=TENSOR("an intermediate tensor defined by compute()"))
 def compute_inline(func: Function, tensor: str) -> Function:
-    """Substitute ``tensor``'s elementwise definition into its readers."""
+    """Substitute the intermediate ``tensor``'s elementwise definition into its readers.
+
+    Legal when: the tensor is elementwise (one assignment, no reduction), defined by compute()
+    (not a cache_write accumulator or a packed copy), and its loops are untransformed.
+    """
     target = find_tensor(func, tensor)
     alloc, nests = _producer_nests(func, target)
     writes = [w for w in walk(nests[0]) if isinstance(w, (Store, Accumulate))] if len(nests) == 1 else []
@@ -109,9 +113,16 @@ def compute_inline(func: Function, tensor: str) -> Function:
     return func.with_body(Inline().visit(func.body))
 
 
-@primitive(tensor=TENSOR, at=LOOP)
+@primitive(tensor=TENSOR("an intermediate tensor defined by compute()"),
+           at=LOOP("a loop of a consumer, inside which the tensor's part is computed"))
 def compute_at(func: Function, tensor: str, at: str) -> Function:
-    """Compute the part of ``tensor`` that loop ``at`` reads, inside ``at``, before its body."""
+    """Compute the part of the intermediate ``tensor`` that loop ``at`` reads inside ``at``,
+    before its body (fusion: the producer runs per iteration of the consumer's loop, and its
+    storage shrinks to that part).
+
+    Legal when: the tensor's own loops are untransformed (do it first); ``at`` is a serial loop
+    of a consumer; the tensor is not read outside ``at``; it is a stage defined by compute().
+    """
     target = find_tensor(func, tensor)
     alloc, nests = _producer_nests(func, target)
     loop = find_loop(func, at)
