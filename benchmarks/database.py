@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minicompiler as mc  # noqa: E402
-from search.database import Database, TuningRecord  # noqa: E402
-from search.tune import best_schedule  # noqa: E402
+from minicompiler.search.database import Database, TuningRecord  # noqa: E402
+from minicompiler.search.tune import best_schedule  # noqa: E402
 
 
 def fill(db: Database, n: int, target: str) -> None:

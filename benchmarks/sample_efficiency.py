@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 import minicompiler as mc  # noqa: E402
-from search.measure import Measurer  # noqa: E402
-from search.tune import tune  # noqa: E402
-from search.workload import Workload  # noqa: E402
+from minicompiler.search.measure import Measurer  # noqa: E402
+from minicompiler.search.tune import tune  # noqa: E402
+from minicompiler.search.workload import Workload  # noqa: E402
 
 STRATEGIES = ("mcts", "evolutionary", "random")
 

@@ -164,9 +164,9 @@ def _tuning_seconds(timestamps: list[float], max_gap: float = 600.0) -> float:
 def tuned_record(w: W.Workload, threads: int, inputs: list[np.ndarray], ref: np.ndarray,
                  protocol: common.Protocol, args: argparse.Namespace) -> common.Record:
     """Tune (or reuse the database's run), then check and time the best kernel in this process."""
-    from search.database import Database
-    from search.tune import tune
-    from search.workload import Workload
+    from minicompiler.search.database import Database
+    from minicompiler.search.tune import tune
+    from minicompiler.search.workload import Workload
 
     db = Database(args.db)
     tensor = w.program()

@@ -24,7 +24,7 @@ from .target import Target
 def tune(tensor, budget: int = 64, strategy: str = "mcts", proposer="heuristic", database=None,  # noqa: ANN001
          seed=None, threads=None, **options):  # noqa: ANN001, ANN003, ANN201
     """Search for a fast schedule of ``tensor`` by measuring ``budget`` candidates (see ``search.tune``)."""
-    from search.tune import tune as _tune
+    from minicompiler.search.tune import tune as _tune
     return _tune(tensor, budget=budget, strategy=strategy, proposer=proposer, database=database,
                  seed=seed, threads=threads, **options)
 

@@ -75,7 +75,7 @@ def einsum_from_args(args: argparse.Namespace):  # noqa: ANN201
 
 def cmd_tune(args: argparse.Namespace) -> int:
     import minicompiler as mc
-    from search.tune import tune
+    from minicompiler.search.tune import tune
 
     tensor, holders, shapes = einsum_from_args(args)
     print(f"tuning {args.subscripts} {shapes} {args.dtype}: budget {args.budget}, strategy {args.strategy}, "
@@ -181,11 +181,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"minicompiler: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        tuning = sys.modules.get("search.tune")
+        tuning = sys.modules.get("minicompiler.search.tune")
         if tuning is not None and isinstance(error, tuning.TuneError):   # measured nothing: say why
             print(f"minicompiler: error: {error}", file=sys.stderr)
             return 1
-        llm_client = sys.modules.get("llm.client")      # an LLMError: say what failed, no traceback
+        llm_client = sys.modules.get("minicompiler.llm.client")      # an LLMError: say what failed, no traceback
         if llm_client is None or not isinstance(error, llm_client.LLMError):
             raise
         print(f"minicompiler: LLM error: {error}", file=sys.stderr)

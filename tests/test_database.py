@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from search.database import COLUMNS, Database, TuningRecord
+from minicompiler.search.database import COLUMNS, Database, TuningRecord
 
 
 def _record(sample: int, status: str = "ok", time_s: float | None = 1.0, **fields: object) -> dict:
@@ -109,7 +109,7 @@ def test_default_path_follows_the_environment(tmp_path: Path, monkeypatch: pytes
 
 WRITER = """
 import sys, time
-from search.database import Database
+from minicompiler.search.database import Database
 db, who, start = Database(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 while time.time() < start:
     time.sleep(0.001)

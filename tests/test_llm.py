@@ -28,14 +28,14 @@ import pytest
 import minicompiler as mc
 from hypothesis import given, settings, strategies as st
 
-from llm import LLMAuthError, LLMClient, LLMProposer, LLMResponseError, LLMUnreachable
-from llm.client import LLMCapReached, price_for, redact
-from llm.parse import extract_json, parse_response, repair, to_step, StepError
-from llm.prompt import MAX_IR_CHARS, messages
+from minicompiler.llm import LLMAuthError, LLMClient, LLMProposer, LLMResponseError, LLMUnreachable
+from minicompiler.llm.client import LLMCapReached, price_for, redact
+from minicompiler.llm.parse import extract_json, parse_response, repair, to_step, StepError
+from minicompiler.llm.prompt import MAX_IR_CHARS, messages
 from minicompiler.schedule import PRIMITIVES
-from search.database import Database
-from search.proposer import Context
-from search.workload import Workload
+from minicompiler.search.database import Database
+from minicompiler.search.proposer import Context
+from minicompiler.search.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-test-ZZsecretKEY4242424242"      # distinctive: it must never be written anywhere

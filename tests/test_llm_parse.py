@@ -1,4 +1,4 @@
-"""The LLM answer parser (``llm/parse.py``) on hostile input: bounded time, argument kinds, fuzzing.
+"""The LLM answer parser (``minicompiler/llm/parse.py``) on hostile input: bounded time, argument kinds, fuzzing.
 
 1. **Time.** Each adversarial answer of 200 KB (prose, 200 KB of ``{`` or ``[``, quotes, a long
    valid answer, many code fences, an answer cut off in the middle, repeated step fragments, a
@@ -25,11 +25,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import minicompiler as mc
-from llm import parse
-from llm.parse import (INT_PARAMS, LIST_PARAMS, MAX_TEXT, StepError, extract_json, parse_response, repair,
+from minicompiler.llm import parse
+from minicompiler.llm.parse import (INT_PARAMS, LIST_PARAMS, MAX_TEXT, StepError, extract_json, parse_response, repair,
                        to_step)
 from minicompiler.schedule import PRIMITIVES
-from search.workload import Workload
+from minicompiler.search.workload import Workload
 
 N = 200_000
 BOUND_S = 0.5            # CPU seconds for 200 KB: the target is well under 0.2 s; measured ~1-50 ms

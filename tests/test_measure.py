@@ -10,8 +10,8 @@ import pytest
 
 import minicompiler as mc
 from minicompiler.runtime.jit import Kernel
-from search.measure import MeasureResult, Measurer, compare, make_config, run_candidate
-from search.workload import Workload
+from minicompiler.search.measure import MeasureResult, Measurer, compare, make_config, run_candidate
+from minicompiler.search.workload import Workload
 
 CRASH, HANG = 13, 17   # split factors that mark the candidates the misbehaving runner sabotages
 

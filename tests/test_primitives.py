@@ -58,7 +58,7 @@ def test_a_parameter_name_means_one_kind_everywhere() -> None:
 
 
 def test_the_prompt_vocabulary_is_read_off_the_declarations() -> None:
-    from llm.prompt import vocabulary
+    from minicompiler.llm.prompt import vocabulary
     text = vocabulary()
     for primitive in PRIMITIVES.values():
         assert primitive.signature() in text
@@ -67,7 +67,7 @@ def test_the_prompt_vocabulary_is_read_off_the_declarations() -> None:
 
 
 def test_the_answer_schema_is_read_off_the_declarations() -> None:
-    from llm.prompt import answer_schema
+    from minicompiler.llm.prompt import answer_schema
     A, B = mc.placeholder((8, 4), name="A"), mc.placeholder((4, 16), name="B")
     k = mc.reduce_axis(4, "k")
     s = mc.Schedule(mc.compute((8, 16), lambda i, j: mc.sum(A[i, k] * B[k, j], axis=k), name="C"))
@@ -86,8 +86,8 @@ def test_the_answer_schema_is_read_off_the_declarations() -> None:
 
 
 def test_the_parser_and_the_search_read_their_tables_off_the_declarations() -> None:
-    from llm.parse import INT_PARAMS, LIST_PARAMS
-    from search.evolutionary import _FACTOR_ARGS
+    from minicompiler.llm.parse import INT_PARAMS, LIST_PARAMS
+    from minicompiler.search.evolutionary import _FACTOR_ARGS
     counts = {n for p in PRIMITIVES.values() for n, param in p.params.items() if param.kind is COUNT}
     indices = {n for p in PRIMITIVES.values() for n, param in p.params.items() if param.kind is INDEX}
     assert INT_PARAMS == counts | indices

@@ -19,11 +19,11 @@ import pytest
 import minicompiler as mc
 from minicompiler.schedule import PRIMITIVES
 from minicompiler.schedule.params import LOOP, Primitive
-from search.legality import collecting_defects, try_steps
-from search.measure import MeasureResult, Measurer, run_candidate
-from search.space import Space
-from search.tune import TuneError
-from search.workload import Workload
+from minicompiler.search.legality import collecting_defects, try_steps
+from minicompiler.search.measure import MeasureResult, Measurer, run_candidate
+from minicompiler.search.space import Space
+from minicompiler.search.tune import TuneError
+from minicompiler.search.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 

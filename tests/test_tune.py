@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import minicompiler as mc
-from search.database import Database
-from search.measure import MeasureResult, Measurer, run_candidate
-from search.proposer import Context, HeuristicProposer
-from search.space import Space
-from search.workload import Workload
+from minicompiler.search.database import Database
+from minicompiler.search.measure import MeasureResult, Measurer, run_candidate
+from minicompiler.search.proposer import Context, HeuristicProposer
+from minicompiler.search.space import Space
+from minicompiler.search.workload import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 

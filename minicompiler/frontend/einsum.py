@@ -185,21 +185,11 @@ def einsum_program(spec: EinsumSpec, shapes: Sequence[tuple[int, ...]], dtypes: 
 
 
 def _tuned_or_default(tensor: Tensor, holders: list[Tensor]) -> Any:
-    """The schedule einsum compiles: the best one in the tuning database for this program,
-    target and thread count; else the heuristic proposer's greedy schedule (no search); else
-    the plain loop nest."""
-    from ..target import Target
-    try:
-        from search.proposer import greedy_schedule
-        from search.tune import best_schedule
-        from ..runtime.threads import get_num_threads
-        tuned = best_schedule(tensor, threads=get_num_threads(), inputs=holders)
-        if tuned is not None:
-            return tuned
-        from ..schedule import Schedule
-        return greedy_schedule(Schedule(tensor, holders), Target.host())
-    except Exception:  # noqa: BLE001 - a bad database or heuristic must never break einsum: fall back
-        return tensor
+    """The schedule einsum compiles: what the registered schedule sources offer (with the
+    auto-scheduler installed: the tuning database's best for this program, target and thread
+    count, else the heuristic's greedy schedule), else the plain loop nest."""
+    from ..schedule.sources import find_schedule
+    return find_schedule(tensor, holders) or tensor
 
 
 # ------------------------------------------------------------------------------------------ arrays

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from search.proposer import Context, HeuristicProposer, Proposal, Proposer
+from minicompiler.search.proposer import Context, HeuristicProposer, Proposal, Proposer
 
 from . import prompt
 from .client import LLMCapReached, LLMClient, LLMError, Usage

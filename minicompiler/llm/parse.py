@@ -41,7 +41,7 @@ from typing import Any, Optional
 
 from minicompiler.schedule import PRIMITIVES, Schedule, ScheduleError, Step
 from minicompiler.schedule.params import COUNT, INDEX, LOOPS, MAX_COUNT, params_of_kind
-from search.legality import report_defect
+from minicompiler.search.legality import report_defect
 
 # The head of an answer that is read. A default answer (2048 output tokens) is ~8 KB, but a model
 # that thinks aloud before its JSON (max_output_tokens=None, a local reasoning model) can write

@@ -206,7 +206,7 @@ class ReplayMeasurer:
         self.measured = 0            # candidates the recording did not have: a divergence
 
     def measure(self, steps: Sequence[Step]) -> Any:
-        from search.measure import MeasureResult
+        from minicompiler.search.measure import MeasureResult
         event = self.recording.sample(tuple(steps))
         if event is None:
             self.measured += 1

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import random
+import sqlite3
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -19,8 +21,8 @@ from typing import Any, Optional, Sequence
 import networkx as nx
 
 from minicompiler.ir.tensor import Tensor
-from minicompiler.runtime.threads import default_threads
-from minicompiler.schedule import Schedule, Step
+from minicompiler.runtime.threads import default_threads, get_num_threads
+from minicompiler.schedule import Schedule, ScheduleError, Step
 from minicompiler.target import Target
 
 from .database import Database
@@ -28,7 +30,7 @@ from .evolutionary import Evolutionary
 from .legality import Defect, collecting_defects
 from .mcts import MCTS
 from .measure import Measurer
-from .proposer import HeuristicProposer, Proposer
+from .proposer import HeuristicProposer, Proposer, greedy_schedule
 from .random_search import RandomSearch
 from .session import Sample, Session, print_progress
 from .workload import Workload
@@ -129,7 +131,7 @@ def _proposer(proposer: Any, llm_options: dict[str, Any]) -> Proposer:
             raise ValueError("llm_record / llm_replay need proposer='llm'")
         return HeuristicProposer()
     if proposer == "llm":
-        from llm import make_proposer
+        from minicompiler.llm import make_proposer
         return make_proposer(**llm_options)
     if hasattr(proposer, "propose"):
         return proposer
@@ -228,3 +230,21 @@ def best_schedule(tensor: Tensor, database: Any = None, threads: Optional[int] =
     if record is None:
         return None
     return workload.schedule([Step.from_json(d) for d in record["steps"]])
+
+
+def default_schedule(tensor: Tensor, inputs: Sequence[Tensor] = ()) -> Optional[Schedule]:
+    """The schedule to use when none is given: the database's best, else the greedy heuristic's.
+
+    A database that cannot be read (damaged, locked, a disk error) or a record that no longer
+    replays (made by another version of the compiler) falls back to the heuristic, with a
+    warning; any other exception is a bug, and propagates."""
+    holders = tuple(inputs) or None
+    try:
+        tuned = best_schedule(tensor, threads=get_num_threads(), inputs=holders)
+    except (sqlite3.Error, OSError, ScheduleError) as error:
+        warnings.warn(f"minicompiler: no tuned schedule ({type(error).__name__}: {error}); using the "
+                      f"heuristic's", RuntimeWarning, stacklevel=3)
+        tuned = None
+    if tuned is not None:
+        return tuned
+    return greedy_schedule(Schedule(tensor, holders), Target.host())

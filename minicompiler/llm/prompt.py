@@ -26,8 +26,8 @@ from minicompiler.schedule import PRIMITIVES, Schedule
 from minicompiler.schedule.loops import loops as all_loops
 from minicompiler.target import Target
 
-from search.nests import intermediates, nests
-from search.proposer import Context, register_count
+from minicompiler.search.nests import intermediates, nests
+from minicompiler.search.proposer import Context, register_count
 
 MAX_IR_CHARS = 6000          # the current program
 MAX_ANCESTOR_IR_CHARS = 2500  # each ancestor's program

@@ -7,7 +7,7 @@ One *sample* is one candidate (a workload plus a list of steps) measured on this
 
 Isolation (``Measurer``, in the tuning process)
   Candidates run in ONE worker process, started lazily as a fresh interpreter
-  (``search/worker.py``: never a re-import of the caller's ``__main__``, never a fork of a
+  (``minicompiler/search/worker.py``: never a re-import of the caller's ``__main__``, never a fork of a
   process that already runs LLVM and OpenMP threads) and reused for every candidate. The workload goes to the worker once, when it starts; each request is
   just the steps as JSON-able dicts (``Step.to_json()``), each answer a ``MeasureResult``.
   If the worker dies while measuring (a segfault in generated code), the candidate is a

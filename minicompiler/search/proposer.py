@@ -1,6 +1,6 @@
 """Proposers: given a node of the search, ranked sequences of Steps to try next.
 
-The interface is what an LLM proposer implements too (``llm/``): it sees the program
+The interface is what an LLM proposer implements too (``minicompiler/llm/``): it sees the program
 text, its trace, the measured times of its ancestors and the target, and answers with
 concrete, parameterised steps. ``HeuristicProposer`` is the offline default: it reads
 the loop nest and the target and proposes what a performance engineer would, phase by

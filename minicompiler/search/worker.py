@@ -26,8 +26,9 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-# Not ``-m search.worker``: that would import this module twice (as a package member and as __main__).
-BOOTSTRAP = "import sys; from search.worker import main; main(sys.argv)"
+# Not ``-m minicompiler.search.worker``: that would import this module twice (as a package member
+# and as __main__).
+BOOTSTRAP = "import sys; from minicompiler.search.worker import main; main(sys.argv)"
 
 
 def importable(function: Callable[..., Any], what: str) -> None:
@@ -67,7 +68,7 @@ def start(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[subproce
 def _worker_environment() -> dict[str, str]:
     """The caller's environment, with this package importable even from an unusual working directory."""
     env = dict(os.environ)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds minicompiler/
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
     return env
 
