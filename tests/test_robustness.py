@@ -317,3 +317,26 @@ def test_cache_write_of_a_strided_tile_keeps_the_points_it_does_not_write(n: int
     rng = np.random.default_rng(n)
     a, b = rng.standard_normal((3, 2)).astype("float32"), rng.standard_normal((2, n)).astype("float32")
     np.testing.assert_allclose(mc.build(s)(a, b), a @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_compute_at_refuses_to_move_reads_of_a_scratch_tensor_out_of_its_scope() -> None:
+    # Two cache_writes at i: the second's buffer is filled from the first's, which exists only
+    # in its own part of i's body; moving that fill into C_local1_w0 read it out of scope.
+    A, B = mc.placeholder((2, 5), name="A"), mc.placeholder((5, 7), name="B")
+    k = mc.reduce_axis(5, "k")
+    C = mc.compute((2, 7), lambda i, j: mc.sum(A[i, k] * B[k, j], axis=k), name="C")
+    s = mc.Schedule(C).cache_write("C", "i").cache_write("C", "i")
+    with pytest.raises(mc.ScheduleError, match="it reads C_local, which does not exist there"):
+        s.compute_at("C_local1", "C_local1_w0")
+    a, b = np.ones((2, 5), "float32"), np.ones((5, 7), "float32")
+    np.testing.assert_allclose(mc.build(s)(a, b), a @ b)
+
+
+def test_hundreds_of_unrolled_loop_copies_are_refused_before_llvm_spends_a_minute() -> None:
+    # i x r unrolled copies the 100-iteration q loop 143 times: LLVM vectorizes each copy (13 s).
+    A = mc.placeholder((11, 13, 100), name="A")
+    r, q = mc.reduce_axis(13, "r"), mc.reduce_axis(100, "q")
+    Y = mc.compute((11,), lambda i: mc.min(A[i, r, q] * 2 - A[i, 12 - r, q], axis=(r, q)), name="Y")
+    s = mc.Schedule(Y).cache_write("Y", "r").split("q", 64).unroll("i")
+    with pytest.raises(mc.ScheduleError, match="unrolling r with i also unrolled"):
+        s.unroll("r")

@@ -21,15 +21,18 @@ MAX_UNROLL = 256
 # Nodes of the loop nest once unrolled loops are copies: beyond this, building takes minutes and
 # gigabytes (LLVM's optimiser is superlinear in a function's size) for no speed a cache could hold.
 MAX_UNROLLED_SIZE = 2**15
+# What one serial loop counts for: LLVM vectorizes and unrolls each loop copy on its own (a vector
+# body, an epilogue, runtime checks), so hundreds of small loops cost as much as a huge block.
+LOOP_WEIGHT = 64
 
 
 def unrolled_size(s: Stmt) -> int:
     """The nodes ``s`` becomes once its unrolled loops are copies (a vectorized loop counts one
-    copy per 8 lanes, as register-wide pieces)."""
+    copy per 8 lanes, as register-wide pieces; every other loop ``LOOP_WEIGHT``)."""
     if isinstance(s, For):
         body = unrolled_size(s.body)
         n = int(s.extent.value) if isinstance(s.extent, Const) else 1
-        return {"unrolled": n * body, "vectorized": max(1, n // 8) * body}.get(s.kind, body + 1)
+        return {"unrolled": n * body, "vectorized": max(1, n // 8) * body}.get(s.kind, body + LOOP_WEIGHT)
     inner = children(s)
     if inner:
         return 1 + sum(unrolled_size(c) for c in inner)

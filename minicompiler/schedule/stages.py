@@ -72,6 +72,19 @@ def _remove(func: Function, doomed: list[Stmt], alloc: Alloc | None = None) -> F
     return func.with_body(Remove().visit(func.body))
 
 
+def _check_in_scope(func: Function, reads: Stmt | Expr, places: list[Stmt | Expr], what: str) -> None:
+    """Every scratch tensor ``reads`` loads must be allocated around each of ``places``, where
+    the reads are about to go (outside its Alloc, the tensor does not exist)."""
+    for tensor in {id(n.tensor): n.tensor for n in walk(reads) if isinstance(n, Load)}.values():
+        alloc = next((n for n in walk(func.body) if isinstance(n, Alloc) and n.tensor is tensor), None)
+        if alloc is None:
+            continue  # an input or the output: in scope everywhere
+        inside = {id(n) for n in walk(alloc.body)}
+        if any(id(place) not in inside for place in places):
+            raise ScheduleError(f"{what}: it reads {tensor.name}, which does not exist there (it is allocated "
+                                f"in another part of the program)")
+
+
 def _within(body: Stmt, dims: list[tuple[Expr, int, int, int]]) -> Stmt:
     """Guard ``body`` with ``0 <= index < size`` for each dimension that the box may overrun."""
     from ..ir.stmt import If
@@ -101,6 +114,8 @@ def compute_inline(func: Function, tensor: str) -> Function:
     loops = _spatial_loops(nests[0], target)
     params = [l.var for l in loops]
     definition = writes[0].value
+    _check_in_scope(func, definition, [n for n in walk(func.body) if isinstance(n, Load) and n.tensor is target],
+                    f"compute_inline {tensor}")
 
     class Inline(Mutator):
         def visit_Load(self, n: Load) -> Expr:
@@ -134,6 +149,8 @@ def compute_at(func: Function, tensor: str, at: str) -> Function:
                             f"move its other readers into {at} first")
     if loop.kind != "serial":
         raise ScheduleError(f"compute_at into {at}: mark loops after moving stages")
+    for nest in nests:
+        _check_in_scope(func, nest, [loop], f"compute_at {tensor} at {at}")
     region = region_in(loop.body, target, f"compute_at {tensor} at {at}")
     local = Tensor(target.name, region.extent, target.dtype)
     moved = []
