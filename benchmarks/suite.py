@@ -174,7 +174,8 @@ def tuned_record(w: W.Workload, threads: int, inputs: list[np.ndarray], ref: np.
     earlier = db.latest_run(*run) is not None
     # seed 0 (the run the 2-thread curves share) when it exists or nothing does, else the latest run
     seed = 0 if db.latest_run(*run, seed=0) is not None or not earlier else None
-    llm = {k: v for k, v in (("llm_model", args.llm_model), ("llm_base_url", args.llm_base_url)) if v}
+    llm = {"llm": {k: v for k, v in (("model", args.llm_model), ("base_url", args.llm_base_url)) if v}} \
+        if args.proposer == "llm" else {}
     print(f"-- tuning {w.name}, {threads} thread(s), budget {args.budget} "
           f"({'continuing the run in ' if earlier else 'new run, database '}{args.db})", file=sys.stderr, flush=True)
     started, start = time.time(), time.perf_counter()

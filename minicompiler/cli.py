@@ -82,14 +82,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"proposer {args.proposer}, threads {args.threads or mc.get_num_threads()}", file=sys.stderr)
     print(f"target: {mc.Target.host().describe()}", file=sys.stderr)
     start = time.perf_counter()
-    llm_options = {}
-    if args.proposer == "llm":
-        llm_options = dict(llm_model=args.llm_model, llm_base_url=args.llm_base_url, llm_timeout_s=args.llm_timeout,
-                           llm_max_calls=args.llm_max_calls, llm_max_tokens=args.llm_max_tokens,
-                           llm_record=args.llm_record, llm_replay=args.llm_replay, llm_fallback=args.llm_fallback)
-    result = tune(tensor, budget=args.budget, strategy=args.strategy, proposer=args.proposer,
+    proposer = args.proposer
+    if args.proposer == "llm":   # the CLI builds the LLM proposer; the search only sees a proposer
+        from minicompiler.llm import LLMConfig, make_proposer
+        proposer = make_proposer(LLMConfig(
+            model=args.llm_model, base_url=args.llm_base_url, timeout_s=args.llm_timeout,
+            max_calls=args.llm_max_calls, max_tokens=args.llm_max_tokens, record=args.llm_record,
+            replay=args.llm_replay, fallback=args.llm_fallback))
+    elif args.llm_record or args.llm_replay:
+        raise ValueError("--llm-record / --llm-replay need --proposer llm")
+    result = tune(tensor, budget=args.budget, strategy=args.strategy, proposer=proposer,
                   database=args.db, seed=args.seed, threads=args.threads, inputs=holders,
-                  resume=args.resume, timeout_s=args.timeout, **llm_options)
+                  resume=args.resume, timeout_s=args.timeout)
     elapsed = time.perf_counter() - start
     flops = result.workload.flops
     print(f"\n{result.samples} samples in {elapsed:.1f} s (run {result.run_id})")

@@ -357,7 +357,7 @@ def test_replaying_a_recording_offline_makes_the_same_decisions(server: ChatServ
     recorded = _tune(C, tmp_path, _proposer(server, record=recording, timeout_s=1.0, max_retries=0), budget=8,
                      db="recorded.sqlite")
     server.stop()                                           # offline from here on
-    replayed = mc.tune(C, budget=8, proposer="llm", llm_replay=str(recording), database=tmp_path / "replayed.sqlite",
+    replayed = mc.tune(C, budget=8, proposer="llm", llm={"replay": str(recording)}, database=tmp_path / "replayed.sqlite",
                        threads=1, progress=False)
     steps = lambda name: [r["steps"] for r in Database(tmp_path / name).records()]  # noqa: E731
     assert steps("replayed.sqlite") == steps("recorded.sqlite") and len(steps("recorded.sqlite")) == 8

@@ -9,8 +9,8 @@
 """
 from .client import (LLMAuthError, LLMCapReached, LLMClient, LLMError, LLMRateLimited, LLMResponseError,
                      LLMServerError, LLMTimeout, LLMUnreachable)
-from .proposer import LLMProposer, LLMStats, make_proposer
+from .proposer import LLMConfig, LLMProposer, LLMStats, make_proposer
 
-__all__ = ["LLMClient", "LLMProposer", "LLMStats", "make_proposer", "LLMError", "LLMAuthError",
+__all__ = ["LLMClient", "LLMConfig", "LLMProposer", "LLMStats", "make_proposer", "LLMError", "LLMAuthError",
            "LLMUnreachable", "LLMTimeout", "LLMRateLimited", "LLMServerError", "LLMResponseError",
            "LLMCapReached"]

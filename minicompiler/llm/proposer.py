@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from minicompiler.search.proposer import Context, HeuristicProposer, Proposal, Proposer
+from minicompiler.search.proposer import Context, HeuristicProposer, Proposal, Proposer, TuneHooks
 
 from . import prompt
 from .client import LLMCapReached, LLMClient, LLMError, Usage
@@ -137,8 +137,10 @@ class LLMStats:
         return "\n".join(lines)
 
 
-class LLMProposer:
+class LLMProposer(TuneHooks):
     """Proposals from a language model, validated; the heuristic answers when the model cannot."""
+
+    name = "llm"
 
     def __init__(self, client: Any = None, fallback: Optional[Proposer] = None,
                  record: str | Path | None = None, replay: str | Path | None = None, ancestor_depth: int = 2,
@@ -278,17 +280,32 @@ def _price(value: Any) -> Optional[tuple[float, float]]:
     return None
 
 
-def make_proposer(model: Optional[str] = None, base_url: Optional[str] = None, api_key: Optional[str] = None,
-                  timeout_s: float = 60.0, max_calls: Optional[int] = None, max_tokens: Optional[int] = None,
-                  record: str | Path | None = None, replay: str | Path | None = None, fallback: bool = True,
-                  ancestor_depth: int = 2, **client_options: Any) -> LLMProposer:
-    """The LLM proposer ``tune(proposer="llm", llm_...=...)`` builds (unset options: environment)."""
-    client = None if replay is not None else LLMClient(
-        model=model, base_url=base_url, api_key=api_key, timeout_s=timeout_s, max_calls=max_calls,
-        max_tokens=max_tokens, **client_options)
+@dataclass(frozen=True)
+class LLMConfig:
+    """How to reach and use the model; unset fields come from the environment ($OPENAI_BASE_URL,
+    $OPENAI_API_KEY, $MINICOMPILER_LLM_MODEL). ``record`` / ``replay`` name a recording file."""
+
+    model: Optional[str] = None
+    base_url: Optional[str] = None
+    api_key: Optional[str] = field(default=None, repr=False)
+    timeout_s: float = 60.0
+    max_calls: Optional[int] = None
+    max_tokens: Optional[int] = None
+    record: str | Path | None = None
+    replay: str | Path | None = None
+    fallback: bool = True            # on an unusable endpoint, go on with the heuristic proposer
+    ancestor_depth: int = 2
+
+
+def make_proposer(config: Optional[LLMConfig] = None, **client_options: Any) -> LLMProposer:
+    """The LLM proposer for ``config`` (``tune(proposer="llm", llm=config)`` builds it)."""
+    config = config or LLMConfig()
+    client = None if config.replay is not None else LLMClient(
+        model=config.model, base_url=config.base_url, api_key=config.api_key, timeout_s=config.timeout_s,
+        max_calls=config.max_calls, max_tokens=config.max_tokens, **client_options)
     peak = os.environ.get("MINICOMPILER_PEAK_GFLOPS")
-    return LLMProposer(client, record=record, replay=replay, ancestor_depth=ancestor_depth,
-                       fallback_on_error=fallback, peak_gflops=float(peak) if peak else None)
+    return LLMProposer(client, record=config.record, replay=config.replay, ancestor_depth=config.ancestor_depth,
+                       fallback_on_error=config.fallback, peak_gflops=float(peak) if peak else None)
 
 
-__all__ = ["LLMProposer", "LLMStats", "make_proposer"]
+__all__ = ["LLMProposer", "LLMStats", "LLMConfig", "make_proposer"]

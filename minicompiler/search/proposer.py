@@ -11,7 +11,7 @@ cache footprint and vector width.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 from minicompiler.dtypes import itemsize
 from minicompiler.ir.expr import Load
@@ -51,6 +51,42 @@ class Proposal:
 
 class Proposer(Protocol):
     def propose(self, context: Context, n: int) -> list[Proposal]: ...
+
+
+class TuneHooks:
+    """What ``tune()`` tells every proposer about its run, and asks of it. The defaults do nothing;
+    a proposer that keeps a run's state (the LLM one: its recording or replay, its statistics)
+    overrides them. ``with_hooks`` gives a plain object with only ``propose`` these defaults."""
+
+    name: str = ""                          # as the tuning database records it ("heuristic", "llm")
+    replay_seed: Optional[int] = None       # a replayed run's seed, which the tune then reuses
+    ancestor_depth: int = 2                 # how many ancestors a Context carries
+
+    def begin(self, workload: Any, seed: Optional[int], threads: int, strategy: str, run_id: str) -> None:
+        """The run starts."""
+
+    def wrap_measurer(self, measurer: Any) -> Any:
+        """The measurer the run uses (a proposer may record or replay measurements around it)."""
+        return measurer
+
+    def finish(self) -> Any:
+        """The run ended: the proposer's own report (``TuneResult.llm_stats`` for the LLM), or None."""
+        return None
+
+
+class _Hooked(TuneHooks):
+    def __init__(self, proposer: Proposer) -> None:
+        self.proposer = proposer
+        self.name = type(proposer).__name__
+        self.ancestor_depth = getattr(proposer, "ancestor_depth", 2)
+
+    def propose(self, context: Context, n: int) -> list[Proposal]:
+        return self.proposer.propose(context, n)
+
+
+def with_hooks(proposer: Proposer) -> TuneHooks:
+    """``proposer`` itself if it has the tune's hooks, else it wrapped with the default ones."""
+    return proposer if isinstance(proposer, TuneHooks) else _Hooked(proposer)
 
 
 @dataclass(frozen=True)
@@ -95,7 +131,9 @@ def tilings(target: Target, m: int, n: int, k: int, lanes: int) -> list[Tiling]:
     return out
 
 
-class HeuristicProposer:
+class HeuristicProposer(TuneHooks):
+    name = "heuristic"
+
     def __init__(self, max_variants: int = 6) -> None:
         self.max_variants = max_variants
 

@@ -30,7 +30,7 @@ from .evolutionary import Evolutionary
 from .legality import Defect, collecting_defects
 from .mcts import MCTS
 from .measure import Measurer
-from .proposer import HeuristicProposer, Proposer, greedy_schedule
+from .proposer import HeuristicProposer, TuneHooks, greedy_schedule, with_hooks
 from .random_search import RandomSearch
 from .session import Sample, Session, print_progress
 from .workload import Workload
@@ -51,7 +51,7 @@ class TuneResult:
     history: list[Sample]
     run_id: str
     tree: Optional[nx.DiGraph] = None
-    llm_stats: Any = None          # llm.LLMStats when the LLM proposer ran (calls, tokens, fallbacks, cost)
+    llm_stats: Any = None          # the proposer's report: LLMStats for the LLM (calls, tokens, fallbacks, cost)
     defects: list[Defect] = field(default_factory=list)   # internal compiler errors met while trying steps
     _kernel: Any = field(default=None, repr=False)
 
@@ -115,9 +115,9 @@ class TuneResult:
         return [(s.index, (baseline_s / s.best_s) if s.best_s and baseline_s else 0.0) for s in self.history]
 
 
-def _strategy(name: str, proposer: Proposer, c: float, branching: int):  # noqa: ANN202
+def _strategy(name: str, proposer: TuneHooks, c: float, branching: int):  # noqa: ANN202
     if name == "mcts":
-        return MCTS(proposer, c=c, branching=branching, ancestor_depth=getattr(proposer, "ancestor_depth", 2))
+        return MCTS(proposer, c=c, branching=branching, ancestor_depth=proposer.ancestor_depth)
     if name == "evolutionary":
         return Evolutionary()
     if name == "random":
@@ -125,16 +125,18 @@ def _strategy(name: str, proposer: Proposer, c: float, branching: int):  # noqa:
     raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
-def _proposer(proposer: Any, llm_options: dict[str, Any]) -> Proposer:
-    if proposer == "heuristic":
-        if llm_options.get("record") is not None or llm_options.get("replay") is not None:
-            raise ValueError("llm_record / llm_replay need proposer='llm'")
+def _proposer(proposer: Any, llm: Any) -> TuneHooks:
+    """The proposer object: "heuristic", "llm" (built from ``llm``: an LLMConfig or a dict of its
+    fields), or any object with ``propose`` (given the tune's hooks if it has none)."""
+    if isinstance(proposer, str) and proposer == "llm":
+        from minicompiler.llm import LLMConfig, make_proposer   # the LLM layer sits above the search
+        return make_proposer(llm if isinstance(llm, LLMConfig) else LLMConfig(**(llm or {})))
+    if llm is not None:
+        raise ValueError("llm= configures proposer='llm'; pass the LLM settings with it")
+    if isinstance(proposer, str) and proposer == "heuristic":
         return HeuristicProposer()
-    if proposer == "llm":
-        from minicompiler.llm import make_proposer
-        return make_proposer(**llm_options)
-    if hasattr(proposer, "propose"):
-        return proposer
+    if hasattr(proposer, "propose") and not isinstance(proposer, str):
+        return with_hooks(proposer)
     raise ValueError(f"unknown proposer {proposer!r}; use 'heuristic', 'llm' or an object with .propose()")
 
 
@@ -154,14 +156,12 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
          database: Any = None, seed: Optional[int] = None, threads: Optional[int] = None,
          inputs: Optional[Sequence[Tensor]] = None, resume: bool = False, progress: bool = True,
          timeout_s: float = 60.0, measurer: Any = None, c: float = math.sqrt(2), branching: int = 2,
-         name: str = "", llm_model: Optional[str] = None, llm_base_url: Optional[str] = None,
-         llm_api_key: Optional[str] = None, llm_timeout_s: float = 60.0, llm_max_calls: Optional[int] = None,
-         llm_max_tokens: Optional[int] = None, llm_record: Any = None, llm_replay: Any = None,
-         llm_fallback: bool = True) -> TuneResult:
+         name: str = "", llm: Any = None) -> TuneResult:
     """Search ``budget`` measured samples for the fastest schedule of ``tensor``.
 
-    ``proposer="llm"`` asks an OpenAI-compatible endpoint (``llm_*`` options, else $OPENAI_BASE_URL,
-    $OPENAI_API_KEY, $MINICOMPILER_LLM_MODEL); ``llm_record`` / ``llm_replay`` name a recording file."""
+    ``proposer``: "heuristic" (offline), "llm" (an OpenAI-compatible endpoint configured by ``llm``,
+    an ``minicompiler.llm.LLMConfig`` or a dict of its fields; unset fields come from
+    $OPENAI_BASE_URL, $OPENAI_API_KEY, $MINICOMPILER_LLM_MODEL), or a proposer object."""
     if not isinstance(tensor, Tensor) or tensor.op is None:
         raise TypeError("tune() takes a computed tensor (from compute() or einsum on placeholders)")
     if not isinstance(budget, int) or budget < 1:
@@ -171,21 +171,16 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
     threads = threads or default_threads()
     workload = Workload(tensor, tuple(inputs) if inputs is not None else None, name or tensor.name)
     db = database if isinstance(database, Database) else Database(database)
-    proposer_obj = _proposer(proposer, dict(
-        model=llm_model, base_url=llm_base_url, api_key=llm_api_key, timeout_s=llm_timeout_s,
-        max_calls=llm_max_calls, max_tokens=llm_max_tokens, record=llm_record, replay=llm_replay,
-        fallback=llm_fallback))
-    llm = proposer_obj if hasattr(proposer_obj, "wrap_measurer") else None   # an llm.LLMProposer
-    proposer_name = proposer if isinstance(proposer, str) else type(proposer).__name__
+    proposer_obj = _proposer(proposer, llm)
+    proposer_name = proposer_obj.name or type(proposer_obj).__name__
     target = Target.host()
-    if llm is not None and seed is None:
-        seed = llm.replay_seed          # a replay reuses the recorded run's seed
+    if seed is None:
+        seed = proposer_obj.replay_seed   # a replayed run reuses its recorded seed (else None)
     run_id, seed = _run_id(db, workload, strategy, proposer_name, threads, seed, resume)
     own_measurer = measurer is None
     measurer = measurer or Measurer(workload, threads=threads, timeout_s=timeout_s)
-    if llm is not None:                 # record / replay the measurements with the LLM calls
-        llm.begin(workload, seed=seed, threads=threads, strategy=strategy, run_id=run_id)
-        measurer = llm.wrap_measurer(measurer)
+    proposer_obj.begin(workload, seed, threads, strategy, run_id)
+    measurer = proposer_obj.wrap_measurer(measurer)   # e.g. the LLM's recording or replay of measurements
     session = Session(workload, measurer, db, budget, target, threads, strategy, seed, run_id,
                       progress=print_progress if progress else None, proposer=proposer_name)
     session.load_previous()
@@ -198,7 +193,7 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
             measurer.close()
     tree = search.tree() if isinstance(search, MCTS) else None
     result = TuneResult(workload, session.best_steps, session.best_s, session.baseline_s, session.history,
-                        run_id, tree, llm.finish() if llm is not None else None, defects)
+                        run_id, tree, proposer_obj.finish(), defects)
     _check_measured(result)
     return result
 
