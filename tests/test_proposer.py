@@ -11,7 +11,7 @@ import pytest
 
 import minicompiler as mc
 from minicompiler.schedule.loops import loops
-from minicompiler.search.proposer import greedy_schedule
+from minicompiler.search.heuristic import greedy_schedule
 
 RNG = np.random.default_rng(0)
 

@@ -17,7 +17,8 @@ import pytest
 import minicompiler as mc
 from minicompiler.search.database import Database
 from minicompiler.search.measure import MeasureResult, Measurer, run_candidate
-from minicompiler.search.proposer import Context, HeuristicProposer
+from minicompiler.search.heuristic import HeuristicProposer
+from minicompiler.search.proposer import Context
 from minicompiler.search.space import Space
 from minicompiler.search.workload import Workload
 

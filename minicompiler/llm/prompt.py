@@ -27,7 +27,8 @@ from minicompiler.schedule.loops import loops as all_loops
 from minicompiler.target import Target
 
 from minicompiler.search.nests import intermediates, nests
-from minicompiler.search.proposer import Context, register_count
+from minicompiler.search.machine import register_count
+from minicompiler.search.proposer import Context
 
 MAX_IR_CHARS = 6000          # the current program
 MAX_ANCESTOR_IR_CHARS = 2500  # each ancestor's program

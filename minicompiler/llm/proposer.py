@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from minicompiler.search.proposer import Context, HeuristicProposer, Proposal, Proposer, TuneHooks
+from minicompiler.search.heuristic import HeuristicProposer
+from minicompiler.search.proposer import Context, Proposal, Proposer, TuneHooks
 
 from . import prompt
 from .client import LLMCapReached, LLMClient, LLMError, Usage

@@ -15,7 +15,8 @@ from minicompiler.schedule import Schedule, Step
 from minicompiler.schedule.params import count_params
 
 from .legality import try_steps
-from .proposer import Context, HeuristicProposer
+from .heuristic import HeuristicProposer
+from .proposer import Context
 from .session import BudgetExhausted, Session
 from .space import Space, factor_candidates
 

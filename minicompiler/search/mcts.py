@@ -26,7 +26,8 @@ import networkx as nx
 from minicompiler.schedule import Schedule
 
 from .legality import try_steps
-from .proposer import Ancestor, Context, Proposal, Proposer, greedy_schedule
+from .heuristic import greedy_schedule
+from .proposer import Ancestor, Context, Proposal, Proposer
 from .session import BudgetExhausted, Session
 
 

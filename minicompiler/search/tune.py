@@ -30,7 +30,8 @@ from .evolutionary import Evolutionary
 from .legality import Defect, collecting_defects
 from .mcts import MCTS
 from .measure import Measurer
-from .proposer import HeuristicProposer, TuneHooks, greedy_schedule, with_hooks
+from .heuristic import HeuristicProposer, greedy_schedule
+from .proposer import TuneHooks, with_hooks
 from .random_search import RandomSearch
 from .session import Sample, Session, print_progress
 from .workload import Workload
