@@ -128,3 +128,18 @@ def test_concurrent_appends_from_two_processes_are_all_stored(tmp_path: Path) ->
         mine = db.records(run_id=who)
         assert [r["sample"] for r in mine] == list(range(150))
         assert all(r["error"] == who * 3000 for r in mine)
+
+
+def test_two_tunes_on_one_database_at_once_store_all_their_samples(tmp_path: Path) -> None:
+    db = tmp_path / "shared.sqlite"
+    command = [sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=48,j=48,k=48",
+               "--budget", "6", "--threads", "1", "--db", str(db)]
+    tunes = [subprocess.Popen(command + ["--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for seed in (1, 2)]
+    outputs = [t.communicate(timeout=300) for t in tunes]
+    assert [t.returncode for t in tunes] == [0, 0], [err[-2000:] for _, err in outputs]
+    records = Database(db).records()
+    runs = {r["run_id"] for r in records}
+    assert len(runs) == 2 and len(records) == 12
+    for run in runs:
+        assert sorted(r["sample"] for r in records if r["run_id"] == run) == list(range(1, 7))
