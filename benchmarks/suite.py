@@ -30,7 +30,8 @@ all cores; they also go to the tuning database, so a re-run reuses them.
 shapes meets candidates that take seconds per call: hours for six workloads).
 
 Outputs in --out: REPORT.md, suite.json (every record, rewritten after each one),
-gflops.png, sample_efficiency.png, sample_efficiency.csv, sample_efficiency.json.
+gflops.png, sample_efficiency.png, sample_efficiency.csv, sample_efficiency.json. The report and the
+plot are written by suite_report.py; this file measures.
 """
 from __future__ import annotations
 
@@ -39,10 +40,8 @@ import common  # noqa: I001  (first: it pins this process's OpenBLAS to one thre
 import argparse
 import importlib.util
 import json
-import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -57,8 +56,6 @@ import numpy as np  # noqa: E402
 import minicompiler as mc  # noqa: E402
 import workloads as W  # noqa: E402
 
-TOLERANCE = 1e-4
-IMPLS = ("default", "tuned", "numpy", "numba", "torch")
 KINDS = {W._attention: "attention", W._matmul: "matmul", W._mlp: "mlp", W._conv: "conv"}
 RESULTS = HERE / "results"
 
@@ -239,168 +236,9 @@ class Progress(common.Records):
             path.write_text(text)
 
 
-def _cell(r: Optional[common.Record]) -> str:
-    if r is None:
-        return "—"
-    if r.gflops is not None:
-        return f"{r.gflops:.1f}"
-    if r.correct is False:
-        return "WRONG"
-    if "estimated_gflops" in r.extra:
-        return f"~{r.extra['estimated_gflops']:.2f}"
-    if "not installed" in r.note:
-        return "n/a"
-    return "failed"
+from suite_report import IMPLS, TOLERANCE, plot_gflops, write_report  # noqa: E402
 
 
-def geomean(values: list[float]) -> Optional[float]:
-    return math.exp(statistics.fmean(math.log(v) for v in values)) if values else None
-
-
-def plot_gflops(records: list[common.Record], names: list[str], threads: list[int], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = sorted(threads, reverse=True)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(13, 4.2 * len(panels)), squeeze=False)
-    width = 0.8 / len(IMPLS)
-    for ax, t in zip(axes[:, 0], panels):
-        for index, impl in enumerate(IMPLS):
-            xs, ys, hatched = [], [], []
-            for k, name in enumerate(names):
-                r = find(records, name, impl, t if impl != "default" else 1)
-                value = None if r is None else (r.gflops or r.extra.get("estimated_gflops"))
-                if value:
-                    xs.append(k + (index - (len(IMPLS) - 1) / 2) * width)
-                    ys.append(value)
-                    hatched.append(r.gflops is None or (impl == "default" and t != 1))
-            bars = ax.bar(xs, ys, width, label=impl)
-            for bar, h in zip(bars, hatched):
-                if h:
-                    bar.set_hatch("//")
-                    bar.set_alpha(0.5)
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names)
-        ax.set_yscale("log")
-        ax.set_ylabel("GFLOP/s (log)")
-        ax.set_title(f"{t} thread{'s' if t > 1 else ''} (hatched: default is serial / estimated)")
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(ncol=len(IMPLS), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def find(records: list[common.Record], workload: str, impl: str, threads: int) -> Optional[common.Record]:
-    return next((r for r in records if r.workload == workload and r.impl == impl and r.threads == threads), None)
-
-
-def why(w: W.Workload, t: int, tuned: common.Record, numpy: common.Record, nbytes: int, peak: float,
-        bandwidth: dict[str, float]) -> str:
-    """Measured reasons tuned < numpy: arithmetic intensity vs the machine's ridge point, bandwidth
-    achieved vs measured copy bandwidth, % of the measured FMA peak; and the tuned trace."""
-    bw = bandwidth.get(f"copy_{t}t") or bandwidth["numpy_copy_1t"]
-    ai, ridge = w.flops / nbytes, peak * t / bw
-    lines = [f"**{w.name}, {t} thread{'s' if t > 1 else ''}: tuned {tuned.gflops:.1f} vs numpy "
-             f"{numpy.gflops:.1f} GFLOP/s ({tuned.gflops / numpy.gflops:.2f}x).** "
-             f"Compulsory traffic (inputs + output) {nbytes / 1e6:.1f} MB, {w.flops / 1e9:.2f} GFLOP: "
-             f"arithmetic intensity {ai:.1f} flop/byte; ridge point of this machine at {t} thread(s) "
-             f"{peak * t:.0f} GFLOP/s / {bw:.1f} GB/s (measured copy) = {ridge:.1f} flop/byte."]
-    for label, r in (("tuned", tuned), ("numpy", numpy)):
-        lines.append(f"{label}: {nbytes / r.median_s / 1e9:.1f} GB/s of compulsory traffic "
-                     f"({100 * nbytes / r.median_s / 1e9 / bw:.0f}% of the measured copy bandwidth), "
-                     f"{100 * r.gflops / (peak * t):.0f}% of the measured FMA peak.")
-    roof = min(ai * bw, peak * t)
-    bound = "memory" if ai < ridge else "compute"
-    lines.append(f"Verdict: {bound}-bound by the roofline (intensity {ai:.1f} {'<' if ai < ridge else '>='} ridge "
-                 f"{ridge:.1f}); the roof is {roof:.0f} GFLOP/s: tuned reaches {100 * tuned.gflops / roof:.0f}% of "
-                 f"it, numpy {100 * numpy.gflops / roof:.0f}%.")
-    tuned_bw = nbytes / tuned.median_s / 1e9 / bw
-    if bound == "memory" and tuned_bw >= 0.7:
-        lines.append("Tuned already streams its compulsory traffic at >= 70% of the measured copy bandwidth: "
-                     "only less traffic (fusion, reuse) could make it faster.")
-    elif nbytes < 1 << 20:
-        lines.append(f"(The whole working set, {nbytes / 1e3:.0f} kB, fits in L2: DRAM bandwidth is not the limit "
-                     "here; fixed per-call costs weigh.)")
-    else:
-        lines.append("Tuned is below its roof: the loss is in the generated loop nest (the trace below: tiling, "
-                     "packing, parallel grain), not at a hardware limit.")
-    trace = tuned.extra.get("trace")
-    text = " ".join(lines)
-    if trace is not None:
-        text += "\n\nTuned trace" + ("" if tuned.extra.get("samples") and len(trace.splitlines()) > 1 else
-                                      " (no step: the unscheduled program was the fastest found)") + ":\n\n```python\n" + trace.strip() + "\n```"
-    return text
-
-
-def write_report(path: Path, records: list[common.Record], suite: list[W.Workload], threads: list[int],
-                 meta: dict[str, Any], nbytes: dict[str, int], curves: Optional[dict[str, Any]]) -> None:
-    peak, bandwidth = meta["peak"], meta.get("bandwidth") or {}
-    out = ["# minicompiler benchmark report", "",
-           f"- host: {meta['host']}",
-           f"- measured FP32 FMA peak: {peak:.1f} GFLOP/s per core (common.fma_peak_gflops)",
-           "- measured copy bandwidth: " + (", ".join(f"{k} {v:.1f} GB/s" for k, v in bandwidth.items())
-                                            or "not measured"),
-           f"- date: {meta['date']}; load average before/after: {meta['load_before']:.2f} / "
-           f"{os.getloadavg()[0]:.2f}",
-           f"- command: `{meta['command']}`",
-           *([f"- **WARNING: the machine was busy (load average {meta['load_before']:.1f} on {os.cpu_count()} cores "
-              "before the run): the figures, the 2-thread ones above all, are noisy; re-run on an idle machine.**"]
-             if meta["load_before"] > 0.5 else []),
-           f"- timing: 1 warm-up, then >= {meta['protocol'].min_runs} runs and >= {meta['protocol'].min_time:g} s, "
-           f"median; every kernel checked against a float64 numpy reference (max rel err <= {TOLERANCE:g}) first",
-           f"- tuned: `minicompiler.tune`, MCTS + {meta['proposer']} proposer, budget {meta['budget']} samples per "
-           f"thread count, database `{meta['db']}` (runs already there are reused/continued)",
-           ""]
-    out += ["GFLOP/s (higher is better). `default` is the unscheduled program, serial (measured on 1 thread; "
-            "`~x` = estimated from one call on a slice, too slow to time fully). `n/a`: not installed. "
-            "`samples`: samples in the tuning run; `tuning`: its wall time.", ""]
-    names = [w.name for w in suite]
-    for t in sorted(threads, reverse=True):
-        out += [f"## {t} thread{'s' if t > 1 else ''}", "",
-                "| workload | default | tuned | numpy | numba | torch | tuned/numpy | samples | tuning |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        ratios = []
-        for w in suite:
-            cells = [_cell(find(records, w.name, impl, 1 if impl == "default" else t)) for impl in IMPLS]
-            if t != 1 and cells[0] != "—":
-                cells[0] += " (1t)"
-            tuned, numpy = find(records, w.name, "tuned", t), find(records, w.name, "numpy", t)
-            ratio = "—"
-            if tuned and numpy and tuned.gflops and numpy.gflops:
-                ratios.append(tuned.gflops / numpy.gflops)
-                ratio = f"{ratios[-1]:.2f}x"
-            samples = str(tuned.extra.get("samples", "—")) if tuned else "—"
-            tuning = f"{tuned.extra['tuning_s']:.0f} s" if tuned and "tuning_s" in tuned.extra else "—"
-            out.append(f"| {w.name} | " + " | ".join(cells) + f" | {ratio} | {samples} | {tuning} |")
-        g = geomean(ratios)
-        out += ["", f"Geomean of tuned/numpy over {len(ratios)} workload(s) at {t} thread{'s' if t > 1 else ''}: "
-                + (f"**{g:.2f}x**" if g else "—"), ""]
-    out += ["## Workloads", ""] + [f"- `{w.name}`: {w.title}, {w.flops / 1e9:.2f} GFLOP, "
-                                   f"{nbytes.get(w.name, 0) / 1e6:.1f} MB in+out" for w in suite] + [""]
-    whys = []
-    for w in suite:
-        for t in sorted(threads, reverse=True):
-            tuned, numpy = find(records, w.name, "tuned", t), find(records, w.name, "numpy", t)
-            if tuned and numpy and tuned.gflops and numpy.gflops and tuned.gflops < numpy.gflops and bandwidth:
-                whys.append(why(w, t, tuned, numpy, nbytes[w.name], peak, bandwidth))
-    if whys:
-        out += ["## Where tuned is slower than numpy, and why (measured)", ""]
-        for text in whys:
-            out += [text, ""]
-    wrong = [r for r in records if r.correct is False or r.note.startswith(("ERROR", "BUILD FAILED", "TUNING FAILED"))]
-    if wrong:
-        out += ["## Not timed", ""] + [f"- {r.workload} / {r.impl} / {r.threads}t: {r.note}" for r in wrong] + [""]
-    if curves:
-        out += ["## Sample efficiency", "",
-                f"Best-so-far speedup over the unscheduled program vs samples measured; {curves['desc']}.", "",
-                "![sample efficiency](sample_efficiency.png)", "", "```"] + curves["summary"] + ["```", ""]
-    out += ["![GFLOP/s](gflops.png)", ""]
-    path.write_text("\n".join(out))
-
-
-# ----------------------------------------------------------------------------- main
 def main() -> None:
     p = common.parser(__doc__)
     p.add_argument("--budget", type=int, default=None, help="tuning samples per workload and thread count "
