@@ -131,3 +131,39 @@ def test_target_describes_the_host() -> None:
     assert target.cores >= 1 and target.vector_bits in (128, 256, 512)
     assert target.vector_lanes("float32") == target.vector_bits // 32
     assert target.l1_bytes > 0 and target.cpu in target.describe()
+
+
+def test_visitor_reads_every_node_and_the_loop_visitor_knows_the_loops_around_it() -> None:
+    from minicompiler.ir.visitor import LoopVisitor, Visitor, walk
+    A, B = mc.placeholder((6, 5), name="A"), mc.placeholder((5, 7), name="B")
+    k = mc.reduce_axis(5, "k")
+    s = mc.Schedule(mc.compute((6, 7), lambda i, j: mc.sum(A[i, k] * B[k, j], axis=k), name="C")).split("j", 4)
+
+    class Count(Visitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def generic_visit(self, node) -> None:  # noqa: ANN001
+            self.n += 1
+            super().generic_visit(node)
+
+    count = Count()
+    count.visit(s.func.body)
+    assert count.n == sum(1 for _ in walk(s.func.body))
+
+    class Writes(LoopVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[str, list[str]]] = []
+
+        def visit_Store(self, node) -> None:  # noqa: ANN001
+            self.seen.append(("=", [l.var.name for l in self.loops]))
+
+        def visit_Accumulate(self, node) -> None:  # noqa: ANN001
+            self.seen.append(("+=", [l.var.name for l in self.loops]))
+
+    writes = Writes()
+    writes.visit(s.func.body)
+    assert writes.seen == [("=", ["i_init", "j_init"]), ("+=", ["i", "j_o", "j_i", "k"])]
+    assert writes.loops == []

@@ -1,7 +1,9 @@
-"""One traversal helper for every pass: ``walk`` to read a tree, ``Mutator`` to rebuild one.
+"""The traversals every pass and analysis shares: ``walk`` and ``Visitor`` to read a tree,
+``LoopVisitor`` to read it knowing the loops around each node, ``Mutator`` to rebuild one.
 
-A Mutator method ``visit_<NodeClass>`` handles that class; every other node is rebuilt
-from its visited children, so a pass writes only the cases it cares about.
+A method ``visit_<NodeClass>`` handles that class; every other node is visited through its
+children (a Visitor) or rebuilt from its visited children (a Mutator), so a pass writes only
+the cases it cares about. A handler that wants the children too calls ``generic_visit``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,40 @@ def walk(node: Node) -> Iterator[Node]:
         current = stack.pop()
         yield current
         stack.extend(reversed(list(_children(current))))
+
+
+class Visitor:
+    """Read-only traversal: ``visit_<Class>`` methods handle their class, the rest is descended."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type, Callable[[Any], Any] | None] = {}
+
+    def visit(self, node: Any) -> None:
+        cls = type(node)
+        if cls not in self._handlers:
+            self._handlers[cls] = getattr(self, "visit_" + cls.__name__, None)
+        handler = self._handlers[cls]
+        if handler is not None:
+            handler(node)
+        else:
+            self.generic_visit(node)
+
+    def generic_visit(self, node: Node) -> None:
+        for child in _children(node):
+            self.visit(child)
+
+
+class LoopVisitor(Visitor):
+    """A Visitor that keeps ``self.loops``: the For nodes around the node being visited, outermost first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loops: list[Any] = []
+
+    def visit_For(self, node: Any) -> None:
+        self.loops.append(node)
+        self.generic_visit(node)
+        self.loops.pop()
 
 
 class Mutator:

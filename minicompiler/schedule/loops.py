@@ -9,7 +9,7 @@ from typing import Callable, Iterator, Optional
 
 from ..ir.expr import Const, Expr, Var
 from ..ir.stmt import Accumulate, Alloc, For, Function, If, Let, Seq, Stmt, Store
-from ..ir.visitor import Mutator, walk
+from ..ir.visitor import LoopVisitor, Mutator, walk
 
 
 class ScheduleError(ValueError):
@@ -84,25 +84,19 @@ def replace_stmt(func: Function, target: Stmt, make: Callable[[Stmt], Stmt]) -> 
 
 
 def enclosing_loops(func: Function, target: Stmt) -> list[For]:
-    """The loops around ``target``, outermost first."""
-    path: list[For] = []
+    """The loops around ``target`` (found by identity), outermost first."""
+    class Find(LoopVisitor):
+        found: Optional[list[For]] = None
 
-    def search(s: Stmt) -> bool:
-        if s is target:
-            return True
-        if isinstance(s, For):
-            path.append(s)
-            if search(s.body):
-                return True
-            path.pop()
-            return False
-        for child in children(s):
-            if search(child):
-                return True
-        return False
+        def visit(self, node):  # type: ignore[override]
+            if node is target:
+                self.found = list(self.loops)
+            elif self.found is None and isinstance(node, Stmt):   # statements only: expressions hold no loops
+                super().visit(node)
 
-    search(func.body)
-    return path
+    find = Find()
+    find.visit(func.body)
+    return find.found or []
 
 
 def children(s: Stmt) -> list[Stmt]:

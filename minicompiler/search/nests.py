@@ -8,8 +8,8 @@ from typing import Optional
 
 from minicompiler.analysis import affine_form
 from minicompiler.ir.expr import Const, Load
-from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, If, Seq, Stmt, Store
-from minicompiler.ir.visitor import walk
+from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, Store
+from minicompiler.ir.visitor import LoopVisitor, walk
 from minicompiler.schedule.loops import enclosing_loops, free_vars
 
 
@@ -75,27 +75,24 @@ def nests(func: Function) -> list[Nest]:
     computes a fresh copy of the tensor, so for this statement they are neither spatial
     nor a reduction.
     """
-    found: list[Nest] = []
-    alloc_depth: dict[int, int] = {}
+    class Collect(LoopVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: list[Nest] = []
+            self.alloc_depth: dict[int, int] = {}
 
-    def visit(s: Stmt, loops: tuple[For, ...]) -> None:
-        if isinstance(s, (Store, Accumulate)):
-            found.append(Nest(loops[alloc_depth.get(id(s.tensor), 0):], s))
-        elif isinstance(s, For):
-            visit(s.body, loops + (s,))
-        elif isinstance(s, Seq):
-            for c in s.stmts:
-                visit(c, loops)
-        elif isinstance(s, Alloc):
-            alloc_depth[id(s.tensor)] = len(loops)
-            visit(s.body, loops)
-        elif isinstance(s, If):
-            visit(s.then_body, loops)
-            if s.else_body is not None:
-                visit(s.else_body, loops)
+        def visit_Store(self, s: Store | Accumulate) -> None:   # expressions hold no statements
+            self.found.append(Nest(tuple(self.loops[self.alloc_depth.get(id(s.tensor), 0):]), s))
 
-    visit(func.body, ())
-    return found
+        visit_Accumulate = visit_Store
+
+        def visit_Alloc(self, s: Alloc) -> None:
+            self.alloc_depth[id(s.tensor)] = len(self.loops)
+            self.generic_visit(s)
+
+    collect = Collect()
+    collect.visit(func.body)
+    return collect.found
 
 
 def trip_count(loop: For) -> int:

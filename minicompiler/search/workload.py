@@ -12,9 +12,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from minicompiler.ir.expr import BinOp, Call, Const
-from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, Seq, Store
+from minicompiler.ir.stmt import Accumulate, Function, Store
 from minicompiler.ir.tensor import Tensor
-from minicompiler.ir.visitor import walk
+from minicompiler.ir.visitor import LoopVisitor, walk
 from minicompiler.schedule import Schedule
 
 
@@ -55,23 +55,26 @@ class Workload:
 
 
 def _count_flops(func: Function) -> int:
-    """Operations per statement times its trip count, over the default loop nest."""
+    """Operations per statement times its trip count (loops of non-constant extent count once)."""
+    class Count(LoopVisitor):
+        total = 0
 
-    def ops(expr) -> int:  # noqa: ANN001
-        return sum(1 for n in walk(expr) if isinstance(n, (BinOp, Call)))
+        def trips(self) -> int:
+            n = 1
+            for loop in self.loops:
+                n *= int(loop.extent.value) if isinstance(loop.extent, Const) else 1
+            return n
 
-    def count(s, trips: int) -> int:  # noqa: ANN001
-        if isinstance(s, For):
-            extent = s.extent.value if isinstance(s.extent, Const) else 1
-            return count(s.body, trips * int(extent))
-        if isinstance(s, Seq):
-            return sum(count(c, trips) for c in s.stmts)
-        if isinstance(s, Alloc):
-            return count(s.body, trips)
-        if isinstance(s, Accumulate):
-            return trips * (ops(s.value) + 1)
-        if isinstance(s, Store):
-            return trips * ops(s.value)
-        return 0
+        def visit_Store(self, s: Store) -> None:
+            self.total += self.trips() * _ops(s.value)
 
-    return count(func.body, 1)
+        def visit_Accumulate(self, s: Accumulate) -> None:
+            self.total += self.trips() * (_ops(s.value) + 1)
+
+    count = Count()
+    count.visit(func.body)
+    return count.total
+
+
+def _ops(expr) -> int:  # noqa: ANN001
+    return sum(1 for n in walk(expr) if isinstance(n, (BinOp, Call)))
