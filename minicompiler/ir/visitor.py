@@ -40,17 +40,14 @@ class Visitor:
     def __init__(self) -> None:
         self._handlers: dict[type, Callable[[Any], Any] | None] = {}
 
-    def visit(self, node: Any) -> None:
+    def visit(self, node: Any) -> Any:
         cls = type(node)
         if cls not in self._handlers:
             self._handlers[cls] = getattr(self, "visit_" + cls.__name__, None)
         handler = self._handlers[cls]
-        if handler is not None:
-            handler(node)
-        else:
-            self.generic_visit(node)
+        return handler(node) if handler is not None else self.generic_visit(node)
 
-    def generic_visit(self, node: Node) -> None:
+    def generic_visit(self, node: Node) -> Any:
         for child in _children(node):
             self.visit(child)
 
@@ -68,16 +65,9 @@ class LoopVisitor(Visitor):
         self.loops.pop()
 
 
-class Mutator:
-    def __init__(self) -> None:
-        self._handlers: dict[type, Callable[[Any], Node] | None] = {}
-
-    def visit(self, node: Any) -> Any:
-        cls = type(node)
-        if cls not in self._handlers:
-            self._handlers[cls] = getattr(self, "visit_" + cls.__name__, None)
-        handler = self._handlers[cls]
-        return handler(node) if handler is not None else self.generic_visit(node)
+class Mutator(Visitor):
+    """Rebuilding traversal: ``visit_<Class>`` returns the new node; the rest is rebuilt from its
+    visited children (the same node when none changed)."""
 
     def generic_visit(self, node: Node) -> Node:
         if isinstance(node, Var):
