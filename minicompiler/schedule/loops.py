@@ -9,7 +9,7 @@ from typing import Callable, Iterator, Optional
 
 from ..ir.expr import Const, Expr, Var
 from ..ir.stmt import Accumulate, Alloc, For, Function, If, Let, Seq, Stmt, Store
-from ..ir.visitor import LoopVisitor, Mutator, walk
+from ..ir.visitor import LoopVisitor, Mutator, Visitor, walk
 
 
 class ScheduleError(ValueError):
@@ -97,6 +97,21 @@ def enclosing_loops(func: Function, target: Stmt) -> list[For]:
     find = Find()
     find.visit(func.body)
     return find.found or []
+
+
+def outermost_loops(s: Stmt) -> list[For]:
+    """The outermost loops at or below ``s`` (through Allocs, Seqs, Lets and Ifs), in program order."""
+    class Outermost(Visitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: list[For] = []
+
+        def visit_For(self, node: For) -> None:   # not its body: loops inside it are not outermost
+            self.found.append(node)
+
+    outermost = Outermost()
+    outermost.visit(s)
+    return outermost.found
 
 
 def children(s: Stmt) -> list[Stmt]:

@@ -15,7 +15,7 @@ from minicompiler.ir.expr import Load
 from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, Stmt
 from minicompiler.ir.visitor import walk
 from minicompiler.schedule import Schedule, Step
-from minicompiler.schedule.loops import children, free_vars, loops
+from minicompiler.schedule.loops import children, free_vars, loops, outermost_loops
 from minicompiler.target import Target
 
 from .legality import try_steps
@@ -272,8 +272,8 @@ def _parallelize_other_nests(schedule: Schedule, target: Target,
     and no parallel loop yet: its outermost loop with at least ``target.cores`` iterations that
     may run in parallel."""
     steps: list[Step] = []
-    for index in range(len(_top_level_loops(schedule.func.body))):
-        top = _top_level_loops(schedule.func.body)[index]   # re-read: every step rebuilds the function
+    for index in range(len(outermost_loops(schedule.func.body))):
+        top = outermost_loops(schedule.func.body)[index]   # re-read: every step rebuilds the function
         if any(l.kind == "parallel" for l in loops(top)) or _nest_work(top) < min_work:
             continue
         if not any(isinstance(n, Accumulate) for n in walk(top)):
@@ -290,16 +290,9 @@ def _parallelize_other_nests(schedule: Schedule, target: Target,
     return tuple(steps)
 
 
-def _top_level_loops(s: Stmt) -> list[For]:
-    """The outermost loops at or below ``s`` (through Allocs, Seqs and Ifs), in program order."""
-    if isinstance(s, For):
-        return [s]
-    return [l for c in children(s) for l in _top_level_loops(c)]
-
-
 def _nest_work(loop: For) -> int:
     """Iterations of the largest path of loops from ``loop`` down."""
-    return trip_count(loop) * max((_nest_work(c) for c in _top_level_loops(loop.body)), default=1)
+    return trip_count(loop) * max((_nest_work(c) for c in outermost_loops(loop.body)), default=1)
 
 
 def _index_names(load: Load) -> set[str]:
