@@ -82,13 +82,16 @@ class Function:
     inputs: tuple[Tensor, ...]
     outputs: tuple[Tensor, ...]
     body: Stmt
+    # Names of the intermediate tensors defined by compute(): the stages compute_at and
+    # compute_inline may move (never the buffers that cache_write or pack add).
+    stages: tuple[str, ...] = ()
 
     @property
     def params(self) -> tuple[Tensor, ...]:
         return self.inputs + self.outputs
 
     def with_body(self, body: Stmt) -> "Function":
-        return Function(self.name, self.inputs, self.outputs, body)
+        return Function(self.name, self.inputs, self.outputs, body, self.stages)
 
     def __str__(self) -> str:
         from .printer import format_function

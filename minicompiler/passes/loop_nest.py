@@ -120,4 +120,5 @@ def default_loop_nest(output: Tensor, inputs: Optional[Sequence[Tensor]] = None,
     for t in reversed([t for t in stages if t.op is not None and t is not output]):
         body = Alloc(storage[id(t)], body)
     return Function(name or storage[id(output)].name, tuple(storage[id(t)] for t in inputs),
-                    (storage[id(output)],), body)
+                    (storage[id(output)],), body,
+                    tuple(storage[id(t)].name for t in stages if t.op is not None and t is not output))

@@ -104,10 +104,11 @@ def cache_write(func: Function, tensor: str, at: str) -> Function:
 
     taken = used_names(func)
     local = Tensor(fresh_name(taken, f"{tensor}_local"), region.extent, target.dtype)
-    # Loops around the Alloc of a scratch tensor each compute a fresh copy of it: not reductions.
+    # Loops around the Alloc of a stage each compute a fresh copy of it: not reductions. (Not so
+    # for a buffer that an earlier cache_write added: it starts from the tensor it caches.)
     around = enclosing_loops(func, loop)
     alloc = next((n for n in walk(func.body) if isinstance(n, Alloc) and n.tensor is target), None)
-    if alloc is not None:
+    if alloc is not None and target.name in func.stages:
         around = [l for l in around if any(x is l for x in walk(alloc.body))]
     outer_vars = {l.var for l in around} | {loop.var}
     # The local tile may start from the reduction's identity only when every loop that
@@ -118,7 +119,8 @@ def cache_write(func: Function, tensor: str, at: str) -> Function:
     # ... and only when the body accumulates into every point of the tile: the write-back writes
     # the whole tile, so a point the body skips (a strided index) must hold what C held.
     from_identity = not reduction_outside and len(ops) == 1 and all(isinstance(w, Accumulate) for w in writes) \
-        and writes_cover(loop.body, target, region)
+        and writes_cover(loop.body, target, region,
+                         {l.var for l in enclosing_loops(func, alloc)} if alloc is not None else set())
 
     def to_local(indices: tuple[Expr, ...]) -> tuple[Expr, ...]:
         from ..passes.simplify import simplify_expr

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..analysis import Affine, affine_expr, affine_form
-from ..ir.expr import Expr, Load, Var
-from ..ir.stmt import Accumulate, For, Stmt, Store
+from ..ir.expr import BinOp, Const, Expr, Load, Var
+from ..ir.stmt import Accumulate, If, Stmt, Store
 from ..ir.tensor import Tensor
-from ..ir.visitor import walk
+from ..ir.visitor import Visitor, walk
 from .loops import ScheduleError, loops
 
 
@@ -82,13 +82,70 @@ def _dense(varying: dict[Var, int], ranges: dict[Var, tuple[int, int]]) -> bool:
     return True
 
 
-def writes_cover(loop_body: Stmt, tensor: Tensor, region: Region) -> bool:
+def _guards(body: Stmt) -> dict[int, list[Expr]]:
+    """For each write (by id), the conditions of the guards around it inside ``body``."""
+    found: dict[int, list[Expr]] = {}
+
+    class Collect(Visitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conds: list[Expr] = []
+
+        def visit_If(self, node: If) -> None:
+            self.conds.append(node.cond)
+            self.visit(node.then_body)
+            self.conds.pop()
+            if node.else_body is not None:
+                self.visit(node.else_body)
+
+        def visit_Store(self, node: Store | Accumulate) -> None:
+            found[id(node)] = list(self.conds)
+
+        visit_Accumulate = visit_Store
+
+    Collect().visit(body)
+    return found
+
+
+def _edge_guard(cond: Expr, write: Store | Accumulate, tensor: Tensor, fixed: set[Var]) -> bool:
+    """Does ``cond`` only cut points that no other write fills?
+
+    ``index_d < n`` with ``n >= shape[d]`` cuts points outside the tensor. ``index_d + offset < n``
+    with an offset of only ``fixed`` variables (loops around the tensor's allocation, constant for
+    one instance of it: compute_at's guards at the stage's global edges) cuts the same far end of
+    the buffer in every write of that instance. Anything else (a split's tail guard inside the
+    tile, ``i_o * 4 + i_i < 6``) may leave points that other iterations write."""
+    if isinstance(cond, BinOp) and cond.op == "and":
+        return _edge_guard(cond.a, write, tensor, fixed) and _edge_guard(cond.b, write, tensor, fixed)
+    if not (isinstance(cond, BinOp) and cond.op == "lt" and isinstance(cond.b, Const)):
+        return False
+    form = affine_form(cond.a)
+    if form is None:
+        return False
+    for index, extent in zip(write.indices, tensor.shape):
+        index_form = affine_form(index)
+        if index_form is None:
+            continue
+        offset = {v: form.get(v, 0) - index_form.get(v, 0) for v in set(form) | set(index_form)}
+        offset = {v: c for v, c in offset.items() if c != 0}
+        if not offset and int(cond.b.value) >= extent:
+            return True
+        if offset and all(v is not None and v in fixed for v in offset):
+            return True
+    return False
+
+
+def writes_cover(loop_body: Stmt, tensor: Tensor, region: Region, fixed: set[Var]) -> bool:
     """Does one execution of ``loop_body`` write every point of ``region`` (inside the tensor)?
 
     True when a single write's indices sweep the whole box: each dimension dense over its own
-    loops, no loop shared between dimensions. (Guards only cut points outside the tensor.)"""
+    loops, no loop shared between dimensions, and no guard around it but edges (``_edge_guard``;
+    ``fixed``: the variables of the loops around the tensor's allocation)."""
     ranges = inner_ranges(loop_body)
+    guards = _guards(loop_body)
     for write in (a for a in accesses(loop_body, tensor) if isinstance(a, (Store, Accumulate))):
+        if not all(_edge_guard(cond, write, tensor, fixed) for cond in guards.get(id(write), [])):
+            continue
         seen: set[Var] = set()
         ok = True
         for d, index in enumerate(write.indices):

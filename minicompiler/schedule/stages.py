@@ -22,6 +22,9 @@ def _producer_nests(func: Function, tensor: Tensor) -> tuple[Alloc, list[For]]:
     alloc = next((n for n in walk(func.body) if isinstance(n, Alloc) and n.tensor is tensor), None)
     if alloc is None:
         raise ScheduleError(f"{tensor.name} is not an intermediate tensor of this program")
+    if tensor.name not in func.stages:
+        raise ScheduleError(f"{tensor.name} is a buffer a schedule step added (cache_write or pack), not a "
+                            f"stage defined by compute(); compute_at / compute_inline move stages")
     nests = [s for s in _flatten(alloc.body) if isinstance(s, For) and any(
         isinstance(w, (Store, Accumulate)) and w.tensor is tensor for w in walk(s))]
     for nest in nests:
