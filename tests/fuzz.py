@@ -602,8 +602,8 @@ def _random_step(rng: random.Random, family: str) -> dict:
     return {"kind": "concrete", "via": via, "op": op, "args": args}
 
 
-def gen_steps(rng: random.Random, family: str) -> list[dict]:
-    steps = _gen_steps(rng, family)
+def gen_steps(rng: random.Random, family: str, profile: Optional[str] = None) -> list[dict]:
+    steps = _gen_steps(rng, family, profile)
     if rng.random() < 0.3:  # the Space / proposer as if for another vector width: other factors and tiles
         bits = rng.choice([128, 256, 512, 1024])
         for item in steps:
@@ -612,8 +612,12 @@ def gen_steps(rng: random.Random, family: str) -> list[dict]:
     return steps
 
 
-def _gen_steps(rng: random.Random, family: str) -> list[dict]:
-    profile = rng.choices(["legal", "mixed", "hostile", "long", "stages"], [26, 40, 10, 12, 12])[0]
+PROFILES = ["legal", "mixed", "hostile", "long", "stages"]
+
+
+def _gen_steps(rng: random.Random, family: str, force: Optional[str] = None) -> list[dict]:
+    profile = rng.choices(PROFILES, [26, 40, 10, 12, 12])[0]
+    profile = force or profile
     n = rng.choices(range(0, 13), [2, 6, 8, 10, 10, 10, 9, 8, 6, 4, 3, 2, 2])[0]
     if profile == "long":
         n = rng.randint(13, 30)
@@ -659,22 +663,29 @@ def _gen_steps(rng: random.Random, family: str) -> list[dict]:
     return steps
 
 
-def gen_case(rng: random.Random, case_id: int = 0, families: Optional[list[str]] = None) -> dict:
+def gen_case(rng: random.Random, case_id: int = 0, families: Optional[list[str]] = None,
+             profile: Optional[str] = None) -> dict:
     """One case, deterministic in ``rng`` (a random.Random, or hypothesis' st.randoms())."""
     names = families or list(FAMILIES)
     family = rng.choices(names, [FAMILIES[n][2] for n in names])[0]
     prog = FAMILIES[family][0](rng)
     case = {"id": case_id, "seed": rng.randrange(2 ** 31), "threads": rng.choice([1, 2, 2, 3]), "program": prog,
-            "steps": gen_steps(rng, family)}
+            "steps": gen_steps(rng, family, profile)}
     if rng.random() < 0.1:
         case["cross"] = True    # also mc.assembly(s, mc.Target.aarch64())
     if rng.random() < 0.1:
         case["misuse"] = True   # also call the kernel wrongly: clean TypeError / ValueError expected
+    if family == "einsum" and rng.random() < 0.5:
+        # also the drop-in: mc.einsum(spec, *arrays) on arrays of these dtypes and layouts, against np.einsum
+        n_ops = len(prog["spec"].split("->")[0].split(","))
+        case["einsum_arrays"] = [[rng.choices(["float32", "float64", "int32", "int64"], [70, 12, 10, 8])[0],
+                                  rng.choices(["c", "f", "strided", "reversed"], [55, 15, 15, 15])[0]]
+                                 for _ in range(n_ops)]
     return case
 
 
-def case_for(seed: int, index: int, families: Optional[list[str]] = None) -> dict:
-    return gen_case(random.Random(f"{seed}:{index}"), index, families)
+def case_for(seed: int, index: int, families: Optional[list[str]] = None, profile: Optional[str] = None) -> dict:
+    return gen_case(random.Random(f"{seed}:{index}"), index, families, profile)
 
 
 def invalid_reason(rec: dict) -> Optional[str]:
@@ -744,7 +755,7 @@ def _exc_text(e: BaseException) -> str:
 
 def _check_clean(e: BaseException, stage: str, recs: list[dict]) -> str:
     """The message of a clean rejection; raises Defect for anything else."""
-    if isinstance(e, MemoryError) and _has_huge(recs):
+    if isinstance(e, MemoryError) and _has_huge([r for r in recs if r.get("status") != "rejected"]):
         return f"MemoryError (absurd size): {e}"
     if isinstance(e, MemoryError):
         raise Defect("memory", stage, _exc_text(e), traceback.format_exc())
@@ -1060,12 +1071,19 @@ class Runner:
                 self._run_and_check(kernel, ns, case.get("seed", 0))
             except Defect:
                 raise
+            except MemoryError as e:  # a scratch allocation the kernel could not get: clean if it was absurd
+                result["error"] = _check_clean(e, "run", recs)
+                result["status"] = "rejected"
+                return result
             except Exception as e:  # noqa: BLE001
                 raise Defect("exception", "run", _exc_text(e), traceback.format_exc()) from None
             times["run"] = time.perf_counter() - t0
             if case.get("misuse"):
                 stage_is("call")
                 self._misuse(kernel, ns)
+            if case.get("einsum_arrays"):
+                stage_is("einsum_arrays")
+                self._einsum_arrays(case)
             if case.get("cross"):
                 stage_is("cross")
                 try:
@@ -1082,6 +1100,51 @@ class Runner:
         except RecursionError as e:
             result.update(status="defect", kind="exception", stage=stage, error=_exc_text(e), detail="")
             return result
+
+    def _einsum_arrays(self, case: dict) -> None:
+        """mc.einsum on numpy arrays (the drop-in: compiled with its own schedule) against np.einsum."""
+        np = self.np
+        prog = case["program"]
+        spec = prog["spec"]
+        rng = np.random.default_rng(case.get("seed", 0) + 1)
+        arrays = []
+        for shape, (dt, layout) in zip(_einsum_shapes(spec, prog["sizes"]), case["einsum_arrays"]):
+            base = rng.integers(-3, 4, size=shape).astype(dt) if dt.startswith("int") else \
+                rng.standard_normal(shape).astype(dt)
+            if layout == "f":
+                base = np.asfortranarray(base)
+            elif layout == "strided" and base.ndim:
+                big = np.zeros(base.shape[:-1] + (2 * base.shape[-1],), dt)
+                big[..., ::2] = base
+                base = big[..., ::2]
+            elif layout == "reversed" and base.ndim:
+                base = base[..., ::-1].copy()[..., ::-1]
+            arrays.append(base)
+        copies = [a.copy() for a in arrays]
+        ref = np.asarray(np.einsum(spec, *copies))
+        try:
+            got = self.mc.einsum(spec, *arrays)
+        except (TypeError, ValueError) as e:
+            if not str(e).strip():
+                raise Defect("empty_message", "einsum_arrays", f"{type(e).__name__} with an empty message")
+            return  # a clean refusal
+        except Exception as e:  # noqa: BLE001
+            raise Defect("exception", "einsum_arrays", _exc_text(e), traceback.format_exc()) from None
+        got = np.asarray(got)
+        if any(not np.array_equal(a, c) for a, c in zip(arrays, copies)):
+            raise Defect("input_modified", "einsum_arrays", "mc.einsum changed an input array")
+        if got.shape != ref.shape or got.dtype != ref.dtype:
+            raise Defect("wrong_result", "einsum_arrays", f"mc.einsum gave {got.dtype}{list(got.shape)}, "
+                         f"np.einsum {ref.dtype}{list(ref.shape)}")
+        if ref.dtype.kind in "iu":
+            ok = np.array_equal(got, ref)
+        else:
+            tol = 1e-3 if ref.dtype == np.float32 else 1e-6
+            scale = max(1.0, float(np.abs(ref).max())) if ref.size else 1.0
+            ok = bool(np.all(np.isfinite(got))) and np.allclose(got, ref, rtol=tol, atol=tol * 0.1 * scale)
+        if not ok:
+            err = float(np.nanmax(np.abs(got.astype(np.float64) - ref))) if ref.size else 0.0
+            raise Defect("wrong_result", "einsum_arrays", f"mc.einsum differs from np.einsum: max abs error {err:.3g}")
 
     def _misuse(self, kernel: Any, ns: dict) -> None:
         """Wrong calls must raise TypeError / ValueError with a message, never run."""
@@ -1237,7 +1300,8 @@ class Worker:
 
     def start(self) -> None:
         self.err = tempfile.TemporaryFile()
-        env = dict(os.environ, OMP_WAIT_POLICY="passive", PYTHONFAULTHANDLER="1", PYTHONHASHSEED="0")
+        env = dict(os.environ, OMP_WAIT_POLICY="passive", PYTHONFAULTHANDLER="1", PYTHONHASHSEED="0",
+                   MINICOMPILER_DB=os.path.join(tempfile.gettempdir(), f"fuzz-tuning-{os.getpid()}.db"))
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", "--mem-gb", str(self.mem_gb)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, bufsize=0,
                                      cwd=ROOT, env=env)
@@ -1425,8 +1489,9 @@ def concrete_case(case: dict, outcome: dict) -> dict:
         if rec.get("status") == "rejected" and i != failing_index:
             continue
         steps.append({"kind": "concrete", **{k: v for k, v in rec.items() if k in ("via", "op", "args", "json")}})
+    extra = {k: case[k] for k in ("cross", "misuse", "einsum_arrays") if k in case}
     return {"id": case.get("id"), "seed": case.get("seed", 0), "threads": case.get("threads", 2),
-            "program": case["program"], "steps": steps}
+            "program": case["program"], "steps": steps, **extra}
 
 
 def _py(v: Any) -> str:
@@ -1484,6 +1549,27 @@ def reproducer(case: dict, outcome: dict) -> str:
         lines.append(f"# ^ should raise mc.ScheduleError / ValueError / TypeError: {err}")
         lines.append("print(s)")
         return "\n".join(lines)
+    if stage == "einsum_arrays":
+        prog = cc["program"]
+        lines = ["import numpy as np", "import minicompiler as mc", "",
+                 f"rng = np.random.default_rng({cc['seed']} + 1)", "arrays = []"]
+        for shape, (dt, layout) in zip(_einsum_shapes(prog["spec"], prog["sizes"]), case["einsum_arrays"]):
+            make = (f"rng.integers(-3, 4, size={shape}).astype('{dt}')" if dt.startswith("int")
+                    else f"rng.standard_normal({shape}).astype('{dt}')")
+            lines.append(f"a = {make}")
+            if layout == "f":
+                lines.append("a = np.asfortranarray(a)")
+            elif layout == "strided" and shape:
+                lines += ["big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)", "big[..., ::2] = a",
+                          "a = big[..., ::2]"]
+            elif layout == "reversed" and shape:
+                lines.append("a = a[..., ::-1].copy()[..., ::-1]")
+            lines.append("arrays.append(a)")
+        lines += [f"ref = np.einsum({prog['spec']!r}, *[x.copy() for x in arrays])",
+                  f"out = mc.einsum({prog['spec']!r}, *arrays)",
+                  "print(np.asarray(out).dtype, np.asarray(ref).dtype, np.abs(np.asarray(out, np.float64) - ref).max())",
+                  f"# expected: {kind}: {err}"]
+        return "\n".join(lines)
     if kind == "trace_roundtrip":
         lines += ["print(s.trace())", "assert str(mc.Schedule.from_json(T, s.to_json())) == str(s)",
                   f"# ^ {err}"]
@@ -1495,6 +1581,10 @@ def reproducer(case: dict, outcome: dict) -> str:
               "out = kernel(*arrays)" + (f"  # {err}" if kind in ("crash", "timeout") and stage == "run" else ""),
               "ref = reference(*arrays)",
               "print('max abs error', np.nanmax(np.abs(out - ref)), 'NaNs', np.isnan(out).sum())"]
+    if stage == "call":
+        lines.append("# then call the kernel wrongly (the detail says how): a TypeError / ValueError is expected")
+    if stage == "cross":
+        lines.append("mc.assembly(s, mc.Target.aarch64())")
     if kind not in ("crash", "timeout") or stage != "run":
         lines.append(f"# expected: {kind} at {stage}: {err}")
     return "\n".join(lines)
@@ -1642,7 +1732,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per case")
     ap.add_argument("--mem-gb", type=float, default=6.0, help="RLIMIT_AS of a worker")
     ap.add_argument("--out", help="write every case and outcome as JSON lines")
-    ap.add_argument("--family", action="append", help="only these program families")
+    ap.add_argument("--family", action="append", choices=sorted(FAMILIES), help="only these program families")
+    ap.add_argument("--profile", choices=PROFILES, help="only this kind of step sequence (stages: cache_write / "
+                    "pack / compute_at / compute_inline stacked; long: 13-30 steps; hostile: mostly malformed)")
     ap.add_argument("--replay", help="a case as JSON, or a file of cases / a results file (its defects)")
     ap.add_argument("--no-shrink", action="store_true")
     ap.add_argument("--shrink-budget", type=float, default=600.0, help="seconds for shrinking in all")
@@ -1660,7 +1752,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.replay:
         cases = _load_cases(args.replay)
     else:
-        cases = [case_for(args.seed, i, args.family) for i in range(args.start, args.start + args.cases)]
+        cases = [case_for(args.seed, i, args.family, args.profile) for i in range(args.start, args.start + args.cases)]
     total = len(cases)
     print(f"{total} case(s), seed {args.seed}, {args.jobs} job(s), timeout {args.timeout:.0f} s; minicompiler from "
           f"{os.environ.get('FUZZ_ROOT') or ROOT}", flush=True)

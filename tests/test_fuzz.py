@@ -7,7 +7,6 @@ Deterministic (hypothesis derandomized, fixed seeds). Longer runs: ``python test
 from __future__ import annotations
 
 import os
-import random
 import sys
 
 import pytest
@@ -37,7 +36,7 @@ def run_checked(worker: fuzz.Worker, case: dict) -> dict:
 
 # No shrink phase: a shrink would re-run cases through the worker (and a timeout costs its whole
 # limit each time); the failure message carries the reproducer, and `python tests/fuzz.py` shrinks.
-@settings(derandomize=True, max_examples=30, deadline=None, database=None,
+@settings(derandomize=True, max_examples=50, deadline=None, database=None,
           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 @given(rnd=st.randoms(use_true_random=False))
 def test_random_programs_and_schedules(worker, rnd):
@@ -47,7 +46,7 @@ def test_random_programs_and_schedules(worker, rnd):
 def test_seeded_cases_reach_deep(worker):
     """The plain-seed driver (what the CLI runs): no defects, and most cases get to run a kernel,
     so the fuzzer is not just bouncing off the first argument check."""
-    statuses = [run_checked(worker, fuzz.case_for(seed=12345, index=i))["status"] for i in range(30)]
+    statuses = [run_checked(worker, fuzz.case_for(seed=12345, index=i))["status"] for i in range(40)]
     assert statuses.count("correct") >= len(statuses) // 3, statuses
 
 
