@@ -1010,23 +1010,16 @@ class Runner:
                 rec["index"] = index
                 stage_is("apply", step=rec)
                 recs.append(rec)
+                what = "make"   # the stage a rejection came from: Step.make / from_json, then apply
                 try:
                     step = self.make_step(rec)
-                except BaseException as e:  # noqa: BLE001
-                    if isinstance(e, KeyboardInterrupt):
-                        raise
-                    rec["status"] = "rejected"
-                    rec["error"] = _check_clean(e, "make", recs)
-                    rejections.append(rec["error"])
-                    emit({"event": "step_status", "status": "rejected"})
-                    continue
-                try:
+                    what = "apply"
                     new = s.apply(step)
                 except BaseException as e:  # noqa: BLE001
                     if isinstance(e, KeyboardInterrupt):
                         raise
                     rec["status"] = "rejected"
-                    rec["error"] = _check_clean(e, "apply", recs)
+                    rec["error"] = _check_clean(e, what, recs)
                     rejections.append(rec["error"])
                     emit({"event": "step_status", "status": "rejected"})
                     continue

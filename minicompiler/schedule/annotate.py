@@ -12,7 +12,8 @@ from ..analysis import affine_expr, affine_form, value_range
 from ..ir.expr import BinOp, Const, Expr, Load, Select, Var, const
 from ..ir.stmt import Accumulate, Alloc, For, Function, Stmt, Store
 from ..ir.visitor import walk
-from .loops import ScheduleError, children, constant_extent, find_loop, free_vars, loops, replace_stmt
+from .loops import (ScheduleError, children, constant_extent, enclosing_loops, find_loop, free_vars, loops,
+                    replace_stmt)
 from .params import COUNT, LOOP, primitive
 from .split import split_named
 
@@ -104,7 +105,6 @@ def parallel(func: Function, loop: str) -> Function:
     target = find_loop(func, loop)
     if target.kind != "serial":
         raise ScheduleError(f"{loop} is already {target.kind}")
-    from .loops import enclosing_loops
     nested = [l for l in enclosing_loops(func, target) + list(loops(target.body)) if l.kind == "parallel"]
     if nested:
         raise ScheduleError(f"only one loop level runs in parallel; {nested[0].var.name}, around or inside "
@@ -184,7 +184,6 @@ def unroll(func: Function, loop: str, factor: Optional[int] = None) -> Function:
     marked = _mark(func, target, "unrolled")
     size = unrolled_size(marked.body)
     if size > MAX_UNROLLED_SIZE:
-        from .loops import enclosing_loops
         others = [l.var.name for l in enclosing_loops(func, target) + list(loops(target.body))
                   if l.kind in ("unrolled", "vectorized")]
         with_others = f" with {', '.join(others)} also unrolled or vectorized" if others else ""
