@@ -38,6 +38,15 @@ def _cache_bytes(level: int, kind: str) -> int:
     return 0
 
 
+# Full-width vector FMAs a core issues per cycle, by LLVM CPU name: Intel's server cores have two
+# 512-bit FMA ports, Zen 4 runs a 512-bit FMA as two halves on its two 256-bit pipes (one per
+# cycle), Zen 5 has full 512-bit pipes. Unknown CPUs: 2 (what most cores of the last decade have
+# at their native width). The register tile needs units x latency independent accumulators.
+_FMA_UNITS = {"znver4": 1, "knl": 2, "skylake-avx512": 2, "cascadelake": 2, "cooperlake": 2,
+              "icelake-server": 2, "sapphirerapids": 2, "emeraldrapids": 2, "graniterapids": 2,
+              "znver5": 2, "znver3": 2, "neoverse-v1": 2, "neoverse-n1": 2, "neoverse-v2": 4}
+
+
 def _vector_bits(triple: str, features: str) -> int:
     if triple.startswith(("aarch64", "arm64")):
         return 128
@@ -59,6 +68,8 @@ class Target:
     l1_bytes: int = 32 * 1024
     l2_bytes: int = 1024 * 1024
     l3_bytes: int = 8 * 1024 * 1024
+    fma_units: int = 2       # full-width vector FMAs issued per cycle
+    fma_latency: int = 4     # cycles from an FMA's inputs to its result
 
     @staticmethod
     @lru_cache(maxsize=1)
@@ -71,11 +82,13 @@ class Target:
                       vector_bits=_vector_bits(triple, features), cores=cores,
                       l1_bytes=_cache_bytes(1, "Data") or 32 * 1024,
                       l2_bytes=_cache_bytes(2, "Unified") or 1024 * 1024,
-                      l3_bytes=_cache_bytes(3, "Unified") or 8 * 1024 * 1024)
+                      l3_bytes=_cache_bytes(3, "Unified") or 8 * 1024 * 1024,
+                      fma_units=_FMA_UNITS.get(llvm.get_host_cpu_name(), 2))
 
     @staticmethod
     def aarch64(cpu: str = "neoverse-v1", cores: int = 4) -> "Target":
-        return Target("aarch64-unknown-linux-gnu", cpu, "+neon,+fp-armv8", 128, cores)
+        return Target("aarch64-unknown-linux-gnu", cpu, "+neon,+fp-armv8", 128, cores,
+                      fma_units=_FMA_UNITS.get(cpu, 2))
 
     def with_(self, **changes: object) -> "Target":
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -104,4 +117,5 @@ class Target:
 
     def describe(self) -> str:
         return (f"{self.cpu} ({self.triple}), {self.vector_bits}-bit vectors, {self.cores} cores, "
-                f"L1d {self.l1_bytes // 1024} KiB, L2 {self.l2_bytes // 1024} KiB, L3 {self.l3_bytes // 2**20} MiB")
+                f"L1d {self.l1_bytes // 1024} KiB, L2 {self.l2_bytes // 1024} KiB, L3 {self.l3_bytes // 2**20} MiB, "
+                f"{self.fma_units} FMA unit(s)")

@@ -133,3 +133,58 @@ def test_few_row_matmul_streams_its_weights_unpacked_in_parallel_over_columns() 
     a = RNG.standard_normal((16, 200), dtype=np.float32)
     b = RNG.standard_normal((200, 96), dtype=np.float32)
     _check(s, [a, b], a @ b)
+
+
+# ----------------------------------------------------------------------------- cache blocking
+from minicompiler.search.machine import TLB_PAGES, Tiling, blockings, fma_chains, tilings  # noqa: E402
+
+_ZEN4 = mc.Target("x86_64-unknown-linux-gnu", "znver4", "+avx512f", 512, 1, l1_bytes=32 << 10,
+                  l2_bytes=1 << 20, l3_bytes=32 << 20, fma_units=1)
+_EMR = dataclasses.replace(_ZEN4, cpu="emeraldrapids", l1_bytes=48 << 10, l2_bytes=2 << 20, fma_units=2)
+
+
+def test_blockings_follow_the_shape_the_cores_and_the_caches() -> None:
+    tile = Tiling(6, 64, 256)
+    # A large product keeps the register tile for the whole reduction while B's panel fits L2.
+    assert blockings(_ZEN4, 1024, 1024, 1024, tile, 4)[0].order == "resident"
+    # A panel too large for L2: blocked, and never a block as long as the reduction.
+    big = blockings(_ZEN4, 4096, 4096, 8192, tile, 4)
+    assert big[0].order == "panel" and all(b.kc is None or b.kc < 8192 for b in big)
+    # Sixteen rows on one core: B streams as slabs of whole rows that fit L2 ...
+    skinny = blockings(_ZEN4, 16, 2048, 7168, Tiling(8, 32, 64), 4)
+    assert skinny[0].order == "slab" and skinny[0].kc * 2048 * 4 <= _ZEN4.l2_bytes // 2
+    # ... no more rows than the data TLB has pages when every row is a page of its own; narrower
+    # rows: twice as many with twice the L2. On 16 cores each core streams its own columns.
+    assert skinny[0].kc <= TLB_PAGES
+    narrow = [blockings(t, 16, 512, 7168, Tiling(8, 32, 64), 4)[0] for t in (_ZEN4, _EMR)]
+    assert narrow[0].order == "slab" and narrow[1].kc == 2 * narrow[0].kc > TLB_PAGES
+    assert blockings(_EMR.with_(cores=16), 16, 2048, 7168, Tiling(8, 32, 64), 4)[0].order == "panel"
+
+
+def test_register_tiles_need_more_accumulators_with_more_fma_units() -> None:
+    assert (fma_chains(_ZEN4), fma_chains(_EMR)) == (4, 8)
+    for target in (_ZEN4, _EMR):
+        best = tilings(target, 1024, 1024, 1024, 16)[0]
+        assert best.mr * best.nr // 16 >= fma_chains(target)
+        assert best.mr * best.nr // 16 <= 28   # and the tile fits 32 registers with operands
+
+
+@pytest.mark.parametrize("target", [_ZEN4, _EMR, _EMR.with_(cores=16)], ids=["zen4", "emr", "emr16"])
+@pytest.mark.parametrize("shape", [(16, 96, 200), (67, 45, 33), (40, 300, 130)])
+def test_every_ranked_tiling_and_blocking_is_legal_and_correct(target: mc.Target, shape: tuple) -> None:
+    """The tile phase offers tiles x blockings x loop orders; each, completed greedily, computes A.B."""
+    from minicompiler.search.heuristic import HeuristicProposer
+    from minicompiler.search.proposer import Context
+    m, n, k = shape
+    A, B = mc.placeholder((m, k), name="A"), mc.placeholder((k, n), name="B")
+    r = mc.reduce_axis(k, "k")
+    C = mc.compute((m, n), lambda i, j: mc.sum(A[i, r] * B[r, j], axis=r), name="C")
+    proposals = HeuristicProposer().propose(Context(mc.Schedule(C), target), 100)
+    orders = {tuple(p.steps[-1].kwargs["order"]) for p in proposals}
+    assert len(proposals) >= 4                         # variants, not one choice
+    assert len(orders) >= (2 if k >= 128 else 1)      # a short reduction has nothing to block
+    a = RNG.standard_normal((m, k), dtype=np.float32)
+    b = RNG.standard_normal((k, n), dtype=np.float32)
+    for p in proposals[:: max(1, len(proposals) // 5)]:
+        _check(greedy_schedule(mc.Schedule(C).replay(p.steps), target),
+               [a, b], a @ b)

@@ -63,6 +63,32 @@ def test_mcts_tree_is_exported_with_measured_nodes(tmp_path: Path) -> None:
     assert all(tree.nodes[n]["time_s"] > 0 for n in tree.nodes)
 
 
+def test_mcts_widens_a_promising_node_until_it_finds_a_low_ranked_variant(tmp_path: Path) -> None:
+    """Progressive widening: the proposer ranks 12 variants and the fastest is its 9th; a search that
+    only ever tried the first few would never measure it."""
+    from minicompiler.schedule import Step
+    from minicompiler.search.proposer import Proposal
+    *_, C = _matmul(64)
+    factors = [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+
+    class Ranked:
+        def propose(self, context: Context, n: int) -> list[Proposal]:
+            depth = len(context.schedule.steps)
+            options = ([(Step.make("split", loop="j", factor=f),) for f in factors] if depth == 0 else
+                       [(Step.make("split", loop="i", factor=f),) for f in (2, 4, 8)] if depth == 1 else [])
+            return [Proposal(o) for o in options if o not in set(context.tried)][:n]
+
+    class ByFactor:   # a stand-in for timing: only the 9th variant is fast
+        def measure(self, steps: list) -> MeasureResult:
+            fast = bool(steps) and steps[0].kwargs.get("factor") == factors[8]
+            return MeasureResult("ok", 1.0 if not steps else 0.01 if fast else 0.02)
+
+    result = mc.tune(C, budget=40, proposer=Ranked(), measurer=ByFactor(), database=tmp_path / "db.sqlite",
+                     seed=0, threads=1, progress=False)
+    assert result.best_time_s == 0.01 and result.best_steps[0].kwargs["factor"] == factors[8]
+    assert len(result.tree.adj[0]) >= 9          # the root earned more children than the first few
+
+
 def test_heuristic_proposer_builds_a_register_tiled_vectorized_kernel() -> None:
     *_, C = _matmul(64)
     schedule, target, proposer = Workload(C).schedule(), mc.Target.host(), HeuristicProposer()

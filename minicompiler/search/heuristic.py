@@ -8,6 +8,7 @@ round after round: the schedule einsum uses when nothing was tuned.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 from minicompiler.dtypes import itemsize
@@ -19,7 +20,7 @@ from minicompiler.schedule.loops import children, free_vars, loops, outermost_lo
 from minicompiler.target import Target
 
 from .legality import try_steps
-from .machine import tilings
+from .machine import blockings, tilings
 from .nests import Nest, intermediates, main_nest, nests, trip_count
 from .proposer import Context, Proposal, TuneHooks
 
@@ -116,31 +117,35 @@ class HeuristicProposer(TuneHooks):
         m = nest.extent(im) if im else 1
         n, k = nest.extent(jn), max(nest.extent(r) for r in nest.reduction)
         k_loop = max(nest.reduction, key=nest.extent)
-        proposals = []
-        for t in tilings(target, m, n, k, lanes)[: self.max_variants]:
-            steps: list[Step] = []
+        others = [r for r in nest.reduction if r != k_loop]
+        outer_spatial = [s for s in nest.spatial if s not in (im, jn)]
+        size = itemsize(nest.write.tensor.dtype)
+        ranked: list[tuple[int, int, Proposal]] = []
+        for tile_rank, t in enumerate(tilings(target, m, n, k, lanes)[: self.max_variants]):
             if im is not None and t.mr > 1:
-                steps.append(Step.make("tile", outer_loop=im, inner_loop=jn, outer_factor=t.mr, inner_factor=t.nr))
-                im_o, im_i = f"{im}_o", f"{im}_i"
+                tile = Step.make("tile", outer_loop=im, inner_loop=jn, outer_factor=t.mr, inner_factor=t.nr)
+                im_o, im_i = [f"{im}_o"], [f"{im}_i"]
             else:
-                steps.append(Step.make("split", loop=jn, factor=t.nr))
-                im_o = im_i = None
-            jn_o, jn_i = f"{jn}_o", f"{jn}_i"
-            k_outer = []
-            if k > t.kc:
-                steps.append(Step.make("split", loop=k_loop, factor=t.kc))
-                k_outer, k_inner = [f"{k_loop}_o"], [f"{k_loop}_i"]
-            else:
-                k_inner = [k_loop]
-            others = [r for r in nest.reduction if r != k_loop]
-            outer_spatial = [s for s in nest.spatial if s not in (im, jn)]
-            order = outer_spatial + [jn_o] + k_outer + ([im_o] if im_o else []) + others + k_inner + \
-                ([im_i] if im_i else []) + [jn_i]
-            steps.append(Step.make("reorder", order=tuple(order)))
-            proposals.append(Proposal(tuple(steps), (
-                f"register tile {t.mr}x{t.nr} ({t.mr * (t.nr // lanes)} vector accumulators of {lanes} lanes), "
-                f"reduction blocked by {t.kc} so a block of the streamed operand stays in L1")))
-        return proposals
+                tile = Step.make("split", loop=jn, factor=t.nr)
+                im_o = im_i = []
+            for block_rank, b in enumerate(blockings(target, m, n, k, t, size)):
+                steps = [tile]
+                k_outer, k_inner = [], [k_loop]
+                if b.kc is not None:
+                    steps.append(Step.make("split", loop=k_loop, factor=b.kc))
+                    k_outer, k_inner = [f"{k_loop}_o"], [f"{k_loop}_i"]
+                blocks = {"resident": [f"{jn}_o"] + im_o + k_outer,
+                          "panel": [f"{jn}_o"] + k_outer + im_o,
+                          "slab": k_outer + [f"{jn}_o"] + im_o}[b.order]
+                order = outer_spatial + blocks + others + k_inner + im_i + [f"{jn}_i"]
+                steps.append(Step.make("reorder", order=tuple(order)))
+                ranked.append((tile_rank + block_rank, tile_rank, Proposal(tuple(steps), (
+                    f"register tile {t.mr}x{t.nr} ({max(1, t.mr) * (t.nr // lanes)} vector accumulators of "
+                    f"{lanes} lanes); {b.why}"))))
+        # Interleaved: the best tile with each blocking and the best blocking with each tile come
+        # before second choices of both, so a search that takes the first few sees both decisions vary.
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        return [p for _, _, p in ranked]
 
     # -- phase 3: keep the tile in registers, pack the streamed operand, vectorize -------------
     def _microkernel(self, schedule: Schedule, target: Target) -> list[Proposal]:
@@ -257,7 +262,10 @@ class HeuristicProposer(TuneHooks):
             # Below a loop that must stay serial (a reduction) the cores would fork and join once
             # per iteration of it.
             below_serial = any(trials[l.var.name] is None for l in around[:depth] if trip_count(l) > 1)
-            rank = (below_serial, round(balance, 1), shared.bit_length() // 4, depth)
+            # Each iteration of the loops around it forks and joins the threads once more: with
+            # even work either way, the outer loop (a core that is late to wake stalls every join).
+            forks = math.prod(trip_count(l) for l in around[:depth])
+            rank = (below_serial, round(balance, 1), forks.bit_length() // 2, shared.bit_length() // 4, depth)
             proposals.append((rank, Proposal((step,) + others, (
                 f"run {loop.var.name} ({extent} iterations) on {target.cores} cores; the outermost "
                 f"legal loop with even work per core has the least synchronisation"

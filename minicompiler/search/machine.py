@@ -1,4 +1,4 @@
-"""The machine model the heuristic ranks its choices with: registers, register tiles, L1 blocks.
+"""The machine model the heuristic ranks its choices with: registers, register tiles, cache blocks.
 
 Every figure comes from the ``Target`` (vector width, register file, cache sizes), never from
 one machine: the same rules pick a different micro-kernel on a CPU with other registers.
@@ -23,10 +23,16 @@ def register_count(target: Target) -> int:
     return 32 if target.vector_bits == 512 else 16
 
 
+def fma_chains(target: Target) -> int:
+    """Independent accumulators that keep every FMA unit busy: units x latency."""
+    return target.fma_units * target.fma_latency
+
+
 def tilings(target: Target, m: int, n: int, k: int, lanes: int) -> list[Tiling]:
     """Register tiles ranked: accumulators must fit the registers (keeping 4 for operands),
-    at least ~8 independent FMA chains hide latency, and a k-block of B stays in L1."""
+    enough independent FMA chains to hide the latency on every unit, and a k-block of B in L1."""
     regs = register_count(target) - 4
+    needed = fma_chains(target)
     ranked: list[tuple[float, Tiling]] = []
     for vectors in (1, 2, 3, 4):
         nr = vectors * lanes
@@ -39,7 +45,13 @@ def tilings(target: Target, m: int, n: int, k: int, lanes: int) -> list[Tiling]:
             # loads per FMA: (mr broadcasts + vectors loads) / (mr * vectors) — lower is better
             intensity = (mr + vectors) / (mr * vectors)
             waste = (-(-m // mr) * mr * -(-n // nr) * nr) / max(1, m * n)  # padding in the tails
-            score = intensity * waste + (0.5 if chains < 8 else 0.0)
+            score = intensity * waste + (0.5 if chains < needed else 0.0)
+            if n % nr:
+                score += 0.03   # the last column block runs masked
+            if target.cores > 1 and -(-m // mr) < target.cores:
+                # Too few row blocks to share: the cores split the column blocks, evenly or not.
+                blocks = -(-n // nr)
+                score *= -(-blocks // target.cores) * target.cores / blocks
             kc = max(16, min(k, (target.l1_bytes * 3 // 4) // (nr * 4)))
             kc = 1 << (kc.bit_length() - 1)
             ranked.append((score, Tiling(mr, nr, min(kc, k))))
@@ -50,3 +62,63 @@ def tilings(target: Target, m: int, n: int, k: int, lanes: int) -> list[Tiling]:
             seen.add(t)
             out.append(t)
     return out
+
+
+# A tile sweeping a slab of B touches one page per row of it: more rows than the first-level data
+# TLB holds (64 entries of 4 KiB pages on the x86 and Arm cores we know) and every row costs a
+# page walk. Measured on Emerald Rapids, 16 x 7168 x 2048: 64-row slabs 78 GFLOP/s, 256-row 25.
+PAGE_BYTES = 4096
+TLB_PAGES = 64
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """Where the reduction goes relative to the register tile's block loops (C = A.B, i x j x k).
+
+    resident  j_o, i_o, k      the tile stays in registers for the whole reduction; B's panel
+                               (k x nr) is re-read from L2 by every row block
+    panel     j_o, k_o, i_o, k_i  a kc x nr block of B is reused by every row block from L1/L2;
+                               the tile is reloaded k / kc times
+    slab      k_o, j_o, i_o, k_i  a kc x n slab of B (every column) stays in L2 while all tiles
+                               sweep it: B streams from memory once, contiguously, whatever m is
+    """
+    order: str
+    kc: int | None     # reduction block (None: not split)
+    why: str
+
+
+def _pow2_floor(x: float) -> int:
+    return 1 << max(0, int(x).bit_length() - 1)
+
+
+def blockings(target: Target, m: int, n: int, k: int, tile: Tiling, itemsize: int) -> list[Blocking]:
+    """Ranked ways to block the reduction around an mr x nr register tile.
+
+    Large m: B is reused by many row blocks, so keep its panel in cache (resident first). Few
+    rows (a decode-time product, weights streamed once): one core streams B fastest as whole-row
+    slabs; several cores split the columns, each streaming its panel."""
+    panel_l1 = max(16, _pow2_floor(target.l1_bytes * 3 / 4 / (tile.nr * itemsize)))
+    panel_l2 = max(16, _pow2_floor(target.l2_bytes / 4 / (tile.nr * itemsize)))
+    slab = max(16, _pow2_floor(target.l2_bytes / 2 / (max(n, 1) * itemsize)))
+    if n * itemsize >= PAGE_BYTES:
+        slab = min(slab, TLB_PAGES)   # each row of the slab is on a page of its own
+    options: dict[str, Blocking] = {}
+    if k * tile.nr * itemsize <= target.l2_bytes // 2 or m <= tile.mr:
+        options["resident"] = Blocking("resident", None, "the tile stays in registers for the whole "
+                                       "reduction; B's panel stays in L2")
+    for name, kc in (("panel_l2", min(4 * panel_l1, panel_l2)), ("panel_l1", panel_l1)):
+        if kc < k and all(o.kc != kc or o.order != "panel" for o in options.values()):
+            options[name] = Blocking("panel", kc, f"a {kc} x {tile.nr} block of B stays in "
+                                     f"{'L1' if kc == panel_l1 else 'L2'} for every row block")
+    for name, kc in (("slab", slab), ("slab_half", slab // 2)):
+        if 16 <= kc < k and m > 1:
+            options[name] = Blocking("slab", kc, f"a {kc}-row slab of B ({kc * n * itemsize // 1024} KiB) "
+                                     f"stays in L2 while every tile sweeps it: B streams once")
+    few_rows = -(-m // tile.mr) <= 4
+    if few_rows and target.cores == 1:
+        rank = ("slab", "slab_half", "resident", "panel_l2", "panel_l1")
+    elif few_rows:
+        rank = ("panel_l2", "resident", "slab", "panel_l1", "slab_half")
+    else:
+        rank = ("resident", "panel_l2", "panel_l1", "slab", "slab_half")
+    return [options[name] for name in rank if name in options]

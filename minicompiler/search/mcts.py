@@ -6,6 +6,12 @@ One iteration: *select* a node by UCT (mean reward + c·sqrt(ln N_parent / N_chi
 measurement (reward: its speedup over the unscheduled program, normalised by the best
 speedup seen), and *backpropagate* the reward to the root.
 
+Progressive widening decides between expanding and descending: a node visited N times may
+have up to max(branching, ceil(widening·√N)) children. A proposer ranks many variants (register
+tiles x cache blockings x loop orders); the first few are tried at once, and a node whose
+subtree keeps paying off earns more of its lower-ranked variants, so measurements rather than
+the ranking decide among them.
+
 Evaluation with ``rollout=True`` (the default) measures the child's program *completed*
 by the heuristic proposer's first choice at every later phase (tile → micro-kernel →
 vectorize → parallel): the classic MCTS rollout with a cheap default policy. Every sample
@@ -57,8 +63,10 @@ class MCTS:
     name = "mcts"
 
     def __init__(self, proposer: Proposer, c: float = math.sqrt(2), branching: int = 2,
-                 ancestor_depth: int = 2, rollout: bool = True, max_rollout_steps: int = 12) -> None:
+                 ancestor_depth: int = 2, rollout: bool = True, max_rollout_steps: int = 12,
+                 widening: float = 1.5) -> None:
         self.proposer, self.c, self.branching, self.ancestor_depth = proposer, c, branching, ancestor_depth
+        self.widening = widening
         self.rollout, self.max_rollout_steps = rollout, max_rollout_steps
         self.root: Optional[Node] = None
 
@@ -88,10 +96,14 @@ class MCTS:
         """The default policy: the heuristic's first proposal at each remaining phase."""
         return greedy_schedule(schedule, session.target, self.max_rollout_steps)
 
+    def _width(self, node: Node) -> int:
+        """How many children a node has earned: grows with the square root of its visits."""
+        return max(self.branching, math.ceil(self.widening * math.sqrt(max(1, node.visits))))
+
     def _select(self, node: Node) -> Node:
         while True:
             open_children = [c for c in node.children if not c.done()]
-            if not node.exhausted or not open_children:
+            if not open_children or (not node.exhausted and len(node.children) < self._width(node)):
                 return node
             node = max(open_children, key=lambda c: c.uct(self.c))
 
@@ -102,10 +114,11 @@ class MCTS:
             parent = parent.parent
         context = Context(node.schedule, session.target, node.time_s, session.baseline_s, ancestors,
                           tried=[c.proposal.steps for c in node.children if c.proposal])
-        proposals = self.proposer.propose(context, self.branching)
+        room = max(1, min(self.branching, self._width(node) - len(node.children)))
+        proposals = self.proposer.propose(context, room)
         children = []
         known = {c.proposal.steps for c in node.children if c.proposal}
-        for proposal in proposals[: self.branching]:
+        for proposal in proposals[:room]:
             if proposal.steps in known:
                 continue
             schedule = try_steps(node.schedule, proposal.steps)
@@ -115,7 +128,7 @@ class MCTS:
             node.children.append(child)
             children.append(child)
             known.add(proposal.steps)
-        if len(node.children) >= 2 * self.branching or not children:
+        if not children:
             node.exhausted = True
         return children
 

@@ -174,7 +174,7 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
     db = database if isinstance(database, Database) else Database(database)
     proposer_obj = _proposer(proposer, llm)
     proposer_name = proposer_obj.name or type(proposer_obj).__name__
-    target = Target.host()
+    target = Target.host().with_(cores=threads)   # the heuristic plans for the cores the kernel gets
     if seed is None:
         seed = proposer_obj.replay_seed   # a replayed run reuses its recorded seed (else None)
     run_id, seed = _run_id(db, workload, strategy, proposer_name, threads, seed, resume)
@@ -243,4 +243,4 @@ def default_schedule(tensor: Tensor, inputs: Sequence[Tensor] = ()) -> Optional[
         tuned = None
     if tuned is not None:
         return tuned
-    return greedy_schedule(Schedule(tensor, holders), Target.host())
+    return greedy_schedule(Schedule(tensor, holders), Target.host().with_(cores=get_num_threads()))
