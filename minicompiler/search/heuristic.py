@@ -137,11 +137,17 @@ class HeuristicProposer(TuneHooks):
                 blocks = {"resident": [f"{jn}_o"] + im_o + k_outer,
                           "panel": [f"{jn}_o"] + k_outer + im_o,
                           "slab": k_outer + [f"{jn}_o"] + im_o}[b.order]
-                order = outer_spatial + blocks + others + k_inner + im_i + [f"{jn}_i"]
-                steps.append(Step.make("reorder", order=tuple(order)))
-                ranked.append((tile_rank + block_rank, tile_rank, Proposal(tuple(steps), (
-                    f"register tile {t.mr}x{t.nr} ({max(1, t.mr) * (t.nr // lanes)} vector accumulators of "
-                    f"{lanes} lanes); {b.why}"))))
+                # The reduction loops inside the blocks keep the program's order (a convolution's
+                # channel, then its window rows and columns: the window's neighbouring elements
+                # are read one after another); with the blocked loop innermost as the alternative.
+                as_written = [k_inner[0] if r == k_loop else r for r in nest.reduction]
+                for extra, reductions in enumerate(dict.fromkeys(
+                        (tuple(as_written), tuple(others + k_inner)))):
+                    order = outer_spatial + blocks + list(reductions) + im_i + [f"{jn}_i"]
+                    ranked.append((tile_rank + block_rank + extra, tile_rank, Proposal(
+                        tuple(steps + [Step.make("reorder", order=tuple(order))]), (
+                            f"register tile {t.mr}x{t.nr} ({max(1, t.mr) * (t.nr // lanes)} vector "
+                            f"accumulators of {lanes} lanes); {b.why}"))))
         # Interleaved: the best tile with each blocking and the best blocking with each tile come
         # before second choices of both, so a search that takes the first few sees both decisions vary.
         ranked.sort(key=lambda r: (r[0], r[1]))
@@ -192,7 +198,29 @@ class HeuristicProposer(TuneHooks):
         plain = [t for t in tail if t.op != "parallel"]
         proposals.append(Proposal(tuple(base + plain), "accumulate the tile in registers; unroll rows, "
                                                         "vectorize columns"))
+        rows = self._pack_rows_step(schedule, nest, im_i) if im_i else None
+        if rows is not None:   # BLIS packs both operands; measured, not assumed, to pay here
+            both = (base + ([packed] if packed is not None else []) + [rows] +
+                    (tail if packed is not None else plain))
+            proposals.append(Proposal(tuple(both), "also pack the broadcast operand in panels of the tile's "
+                                                   "rows, so its mr values per reduction step are adjacent"))
         return proposals
+
+    @staticmethod
+    def _pack_rows_step(schedule: Schedule, nest: Nest, im_i: str) -> Optional[Step]:
+        """Pack the input read by the unrolled row loop but not the vector loop (A in C = A·B), in
+        panels of the register tile's rows."""
+        rows = next(l.var for l in nest.loops if l.var.name == im_i)
+        jn_i = nest.loops[-1].var
+        for load in nest.reads():
+            if not any(load.tensor is t for t in schedule.func.inputs) or load.tensor.ndim < 2:
+                continue
+            if any(jn_i in free_vars(index) for index in load.indices):
+                continue
+            dims = [d for d, index in enumerate(load.indices) if rows in free_vars(index)]
+            if len(dims) == 1 and dims[0] != load.tensor.ndim - 1:
+                return Step.make("pack", tensor=load.tensor.name, dim=dims[0], factor=nest.extent(im_i))
+        return None
 
     @staticmethod
     def _pack_step(schedule: Schedule, nest: Nest, lanes: int) -> Optional[Step]:
