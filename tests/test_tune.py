@@ -225,3 +225,13 @@ def test_bad_arguments_give_clear_errors(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=3"],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 2 and "size" in out.stderr
+
+
+def test_progress_lines_name_the_decisions_that_tell_candidates_apart() -> None:
+    from minicompiler.search.session import decisions
+    *_, C = _matmul(64)
+    s = mc.Schedule(C).tile("i", "j", 4, 32).reorder("j_o", "i_o", "k", "i_i", "j_i").pack("B", 1, 32) \
+        .vectorize("j_i").parallel("j_o")
+    assert decisions(s.steps) == "tile 4x32 | order j_o,i_o,k,i_i,j_i | pack B"
+    assert decisions(()) == "(unscheduled)" and decisions(mc.Schedule(C).parallel("i").steps) == "parallel(loop='i')"
+    assert len(decisions(s.steps, limit=20)) == 20

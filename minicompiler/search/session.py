@@ -130,6 +130,20 @@ def print_progress(session: Session, sample: Sample) -> None:
     what = f"{sample.time_s * 1e3:9.3f} ms" if sample.time_s is not None else f"{sample.status:>12}"
     best = f"best {session.best_s * 1e3:.3f} ms" if session.best_s is not None else "best -"
     speedup = f"speedup {session.speedup(session.best_s):6.2f}x" if session.baseline_s else ""
-    last = str(sample.steps[-1]) if sample.steps else "(unscheduled)"
-    print(f"[{sample.index:>{width}}/{session.budget}] {what}  {best}  {speedup}  {last[:60]}",
+    print(f"[{sample.index:>{width}}/{session.budget}] {what}  {best}  {speedup}  {decisions(sample.steps)}",
           file=sys.stderr, flush=True)
+
+
+def decisions(steps: tuple[Step, ...], limit: int = 70) -> str:
+    """The choices that tell candidates apart, briefly: tiles, blocks, loop orders, packing, fusion
+    (every candidate of a tune ends with similar vectorize and parallel steps)."""
+    if not steps:
+        return "(unscheduled)"
+    short = {"tile": lambda a: f"tile {a['outer_factor']}x{a['inner_factor']}",
+             "split": lambda a: f"split {a['loop']}/{a.get('factor') or a.get('nparts')}",
+             "reorder": lambda a: "order " + ",".join(a["order"]),
+             "pack": lambda a: f"pack {a['tensor']}",
+             "compute_at": lambda a: f"{a['tensor']}@{a['at']}"}
+    parts = [short[s.op](s.kwargs) for s in steps if s.op in short]
+    text = " | ".join(parts) or str(steps[-1])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
