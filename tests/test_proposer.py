@@ -158,7 +158,10 @@ def test_blockings_follow_the_shape_the_cores_and_the_caches() -> None:
     assert skinny[0].kc <= TLB_PAGES
     narrow = [blockings(t, 16, 512, 7168, Tiling(8, 32, 64), 4)[0] for t in (_ZEN4, _EMR)]
     assert narrow[0].order == "slab" and narrow[1].kc == 2 * narrow[0].kc > TLB_PAGES
-    assert blockings(_EMR.with_(cores=16), 16, 2048, 7168, Tiling(8, 32, 64), 4)[0].order == "panel"
+    many = blockings(_EMR.with_(cores=16), 16, 2048, 7168, Tiling(8, 32, 64), 4)
+    assert many[0].order == "panel"
+    # ... or each core sweeps slabs of its own chunk of columns (a split of the column blocks).
+    assert [b.order for b in many].index("core_slab") == 1
 
 
 def test_register_tiles_need_more_accumulators_with_more_fma_units() -> None:

@@ -134,9 +134,12 @@ class HeuristicProposer(TuneHooks):
                 if b.kc is not None:
                     steps.append(Step.make("split", loop=k_loop, factor=b.kc))
                     k_outer, k_inner = [f"{k_loop}_o"], [f"{k_loop}_i"]
+                if b.order == "core_slab":
+                    steps.append(Step.make("split", loop=f"{jn}_o", nparts=target.cores))
                 blocks = {"resident": [f"{jn}_o"] + im_o + k_outer,
                           "panel": [f"{jn}_o"] + k_outer + im_o,
-                          "slab": k_outer + [f"{jn}_o"] + im_o}[b.order]
+                          "slab": k_outer + [f"{jn}_o"] + im_o,
+                          "core_slab": [f"{jn}_o_o"] + k_outer + [f"{jn}_o_i"] + im_o}[b.order]
                 # The reduction loops inside the blocks keep the program's order (a convolution's
                 # channel, then its window rows and columns: the window's neighbouring elements
                 # are read one after another); with the blocked loop innermost as the alternative.

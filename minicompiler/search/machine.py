@@ -81,6 +81,8 @@ class Blocking:
                                the tile is reloaded k / kc times
     slab      k_o, j_o, i_o, k_i  a kc x n slab of B (every column) stays in L2 while all tiles
                                sweep it: B streams from memory once, contiguously, whatever m is
+    core_slab j_o_o, k_o, j_o_i, i_o, k_i  the column blocks in one chunk per core (j_o_o, run in
+                               parallel), each core sweeping slabs of its own columns
     """
     order: str
     kc: int | None     # reduction block (None: not split)
@@ -114,11 +116,21 @@ def blockings(target: Target, m: int, n: int, k: int, tile: Tiling, itemsize: in
         if 16 <= kc < k and m > 1:
             options[name] = Blocking("slab", kc, f"a {kc}-row slab of B ({kc * n * itemsize // 1024} KiB) "
                                      f"stays in L2 while every tile sweeps it: B streams once")
+    blocks = -(-n // tile.nr)
+    if target.cores > 1 and blocks >= 2 * target.cores:
+        # A core's chunk of columns is narrower than a page per row: a slab of its rows fits a
+        # core's L2 with more rows, but every row still starts on a page of its own.
+        chunk = -(-blocks // target.cores) * tile.nr
+        kc = max(16, _pow2_floor(target.l2_bytes / 2 / (chunk * itemsize)))
+        kc = min(kc, TLB_PAGES) if n * itemsize >= PAGE_BYTES else kc
+        if kc < k and m > 1:
+            options["core_slab"] = Blocking("core_slab", kc, f"each of {target.cores} cores sweeps {kc}-row slabs "
+                                            f"of its own {chunk} columns: every core streams B once")
     few_rows = -(-m // tile.mr) <= 4
     if few_rows and target.cores == 1:
         rank = ("slab", "slab_half", "resident", "panel_l2", "panel_l1")
     elif few_rows:
-        rank = ("panel_l2", "resident", "slab", "panel_l1", "slab_half")
+        rank = ("panel_l2", "core_slab", "resident", "slab", "panel_l1", "slab_half")
     else:
-        rank = ("resident", "panel_l2", "panel_l1", "slab", "slab_half")
+        rank = ("resident", "panel_l2", "panel_l1", "slab", "core_slab", "slab_half")
     return [options[name] for name in rank if name in options]
