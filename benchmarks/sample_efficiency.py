@@ -12,7 +12,13 @@ per strategy (min-max band over seeds), and per workload how many samples MCTS n
 reach the evolutionary search's final result. For matmul the hand schedule of
 ``benchmarks/matmul.py`` is measured through the same harness, for reference.
 
-    python benchmarks/sample_efficiency.py [--quick] [--budget 64] [--seeds 3] [--json out.json]
+With ``--tvm`` (or suite.py's ``--impls ...,tvm``) Apache TVM's MetaSchedule is one more curve, "tvm":
+the same program in TE (tvm_baseline.py) tuned with the same budget in trials, per seed, in its own
+process; its curve is the best-so-far of the trial times MetaSchedule measured, in its order, over
+the same common baseline. Its sample k is its k-th candidate: MetaSchedule never measures the
+unscheduled program, which is minicompiler's sample 1. Without TVM the curve is left out, with a line saying so.
+
+    python benchmarks/sample_efficiency.py [--quick] [--budget 64] [--seeds 3] [--json out.json] [--tvm]
 """
 from __future__ import annotations
 
@@ -119,6 +125,8 @@ def hand_time(tensor: mc.Tensor, steps: list, threads: int) -> Optional[float]:
 def run_curves(programs: dict[str, mc.Tensor], budget: int, seeds: int, threads: int,
                database: Optional[Path] = None, hand_s: Optional[dict[str, Optional[float]]] = None,
                strategies: tuple[str, ...] = STRATEGIES, progress: bool = False,
+               tvm_cases: Optional[dict[str, dict[str, Any]]] = None, tvm_dir: Optional[Path] = None,
+               tvm_timeout_s: float = 60.0,
                ) -> tuple[dict[str, dict[str, list[list[float]]]], list[dict], list[list]]:
     """Every strategy x seed on every program, ``budget`` samples each.
 
@@ -126,6 +134,9 @@ def run_curves(programs: dict[str, mc.Tensor], budget: int, seeds: int, threads:
     a path: the runs go to that database with ``resume=True`` and seed = 0..seeds-1, so a run
     already there is reused (and continued if it has fewer than ``budget`` samples) and an
     interrupted one carries on. Curves are cut to ``budget`` samples.
+    ``tvm_cases``: for the programs named there, also the "tvm" curve: ``tvm_baseline.tune_tvm`` with
+    these arguments (workload_name, small, optionally shape) per seed, ``budget`` trials; its work dirs
+    under ``tvm_dir`` (kept, and reused for the same spec) or, without one, temporary.
     Returns (curves per workload and strategy, one record per run, CSV rows)."""
     hand_s = hand_s or {}
     results: dict[str, dict[str, list[list[float]]]] = {}
@@ -163,7 +174,55 @@ def run_curves(programs: dict[str, mc.Tensor], budget: int, seeds: int, threads:
                             "speedup": curve[-1] if curve else 0.0,
                             "gflops": result.workload.flops / best_s / 1e9 if best_s else None,
                             "fraction_of_hand": (hand / best_s) if hand and best_s else None})
+        if tvm_cases and workload_name in tvm_cases:
+            if baseline_s is None:  # only the tvm curve: time the unscheduled program through the same harness
+                with Measurer(Workload(tensor), threads=threads) as measurer:
+                    baseline_s = measurer.measure([]).time_s
+            tvm_records, tvm_rows = tvm_curves(workload_name, tensor, tvm_cases[workload_name], budget, seeds,
+                                               threads, baseline_s, tvm_dir, tvm_timeout_s, hand, progress)
+            for record in tvm_records:
+                results[workload_name].setdefault("tvm", []).append(record.pop("curve"))
+            records += tvm_records
+            rows += tvm_rows
     return results, records, rows
+
+
+def tvm_curves(workload_name: str, tensor: mc.Tensor, case: dict[str, Any], budget: int, seeds: int, threads: int,
+               baseline_s: Optional[float], tvm_dir: Optional[Path], timeout_s: float, hand: Optional[float],
+               progress: bool) -> tuple[list[dict], list[list]]:
+    """MetaSchedule's runs (seeds 0..seeds-1, ``budget`` trials) of one workload: a record per run
+    (its best-so-far speedup curve under "curve") and the CSV rows. Empty, with a line on stderr,
+    when TVM cannot be imported."""
+    import tvm_baseline
+
+    if tvm_baseline.tvm_versions() is None:
+        print("  " + tvm_baseline.missing_message(), file=sys.stderr, flush=True)
+        return [], []
+    flops = Workload(tensor).flops
+    records: list[dict] = []
+    rows: list[list] = []
+    for seed in range(seeds):
+        name = tvm_baseline.work_dir_name(case["workload_name"], case["small"], budget, threads, seed, case.get("shape"))
+        with tempfile.TemporaryDirectory() as tmp:
+            result = tvm_baseline.tune_tvm(trials=budget, threads=threads, seed=seed,
+                                           work_dir=(tvm_dir or Path(tmp)) / name, timeout_s=timeout_s,
+                                           progress=progress, **case)
+        best = result.get("best_so_far_s") or []
+        curve = [(baseline_s / b) if b and baseline_s else 0.0 for b in best][:budget]
+        for index, (speedup, best_s) in enumerate(zip(curve, best), start=1):
+            rows.append([workload_name, "tvm", seed, index, speedup, best_s])
+        best_s = result.get("search_best_s")
+        vs_hand = f"  {hand / best_s:.2f}x of hand" if hand and best_s else ""
+        print(f"  {'tvm':13s} seed {seed}: {len(best)} trials in {result.get('tuning_s', float('nan')):.0f} s, best "
+              f"{best_s * 1e3 if best_s else float('nan'):.3f} ms, speedup {curve[-1] if curve else 0:.1f}x{vs_hand}"
+              + (f"  ({result['note']})" if result.get("note") else ""), file=sys.stderr, flush=True)
+        records.append({"workload": workload_name, "impl": "tvm", "threads": threads, "seed": seed,
+                        "median_s": best_s, "samples": len(best), "baseline_s": baseline_s,
+                        "speedup": curve[-1] if curve else 0.0, "gflops": flops / best_s / 1e9 if best_s else None,
+                        "fraction_of_hand": (hand / best_s) if hand and best_s else None,
+                        "tuning_s": result.get("tuning_s"), "checked_median_s": result.get("median_s"),
+                        "correct": result.get("correct"), "note": result.get("note", ""), "curve": curve})
+    return records, rows
 
 
 def summary(results: dict[str, dict[str, list[list[float]]]], budget: int) -> list[str]:
@@ -201,6 +260,7 @@ def main() -> None:
     parser.add_argument("--workloads", default="matmul,attention")
     parser.add_argument("--out", default="results", help="folder for the CSV and the PNG")
     parser.add_argument("--json", default=None, help="write records to this JSON file")
+    parser.add_argument("--tvm", action="store_true", help="also Apache TVM MetaSchedule's curve (tvm_baseline.py)")
     args = parser.parse_args()
     budget = args.budget or (16 if args.quick else 64)
     seeds = args.seeds or (2 if args.quick else 3)
@@ -208,17 +268,22 @@ def main() -> None:
     n = 256 if args.quick else 1024
     programs: dict[str, mc.Tensor] = {}
     hand_s: dict[str, Optional[float]] = {}
+    tvm_cases: dict[str, dict[str, Any]] = {}   # the same programs in workloads.py's terms, for TVM
     if "matmul" in args.workloads:
         name = f"matmul {n}^3"
         programs[name], hand_steps = matmul(n)
         hand_s[name] = hand_time(programs[name], hand_steps, threads)
+        tvm_cases[name] = {"workload_name": "matmul", "small": False, "shape": (n, n, n)}
     if "attention" in args.workloads:
         shape = (4, 128, 64) if args.quick else (32, 256, 128)
-        programs[f"attention {shape[0]}h x {shape[1]} x {shape[2]}"] = attention(*shape)
+        name = f"attention {shape[0]}h x {shape[1]} x {shape[2]}"
+        programs[name] = attention(*shape)
+        tvm_cases[name] = {"workload_name": "llama3_attention", "small": False, "shape": shape}
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, records, rows = run_curves(programs, budget, seeds, threads, hand_s=hand_s)
+    results, records, rows = run_curves(programs, budget, seeds, threads, hand_s=hand_s,
+                                        tvm_cases=tvm_cases if args.tvm else None)
     print("\n" + "\n".join(summary(results, budget)))
     csv_path = out_dir / "sample_efficiency.csv"
     write_csv(rows, csv_path)

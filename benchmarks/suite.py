@@ -15,6 +15,10 @@ For each workload of ``workloads.suite()`` and each thread count (protocol: comm
   numba      numba_kernels.py: explicit loops, @njit(parallel=True, fastmath=True), prange outside
   torch      torch.from_numpy inputs, natural ops (scaled_dot_product_attention, conv2d, matmul,
              silu), torch.set_num_threads(n); only when torch is installed
+  tvm        only with --impls ...,tvm: Apache TVM's MetaSchedule tunes the same program (written in
+             TE, tvm_baseline.py) with --budget trials, TVM_NUM_THREADS=n, seed 0, in its own process;
+             its best kernel is checked and timed here too, its tune_tir wall time recorded. Results
+             are kept in --out/tvm/ and reused. Without TVM: a note ("n/a"), the suite goes on
 numpy, numba and torch each run in a fresh subprocess (OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = n),
 so no other runtime's idle thread pool competes with our kernels. Every kernel is checked
 against a float64 numpy reference on the benchmark inputs (max|err|/max|ref| <= 1e-4) before it
@@ -22,7 +26,8 @@ is timed; a wrong one is reported WRONG and never timed.
 
 Then sample-efficiency curves (best-so-far speedup vs samples, MCTS vs evolutionary vs random,
 sample_efficiency.py's machinery) on the same workloads, --seeds seeds, --budget samples,
-all cores; they also go to the tuning database, so a re-run reuses them.
+all cores; they also go to the tuning database, so a re-run reuses them. With tvm among --impls,
+MetaSchedule's best-so-far curve (its trials, in the order it measured them) is drawn beside them.
 
 --quick: budget 8, timing --min-time 0.2, default budget 10 s; curves on the small shapes
 (``workloads.suite(small=True)``), 1 seed. --small: the table on the small shapes too (tests).
@@ -202,6 +207,22 @@ def tuned_record(w: W.Workload, threads: int, inputs: list[np.ndarray], ref: np.
     return rec
 
 
+# ----------------------------------------------------------------------------- tvm (optional)
+def tvm_record(w: W.Workload, small: bool, threads: int, protocol: common.Protocol,
+               args: argparse.Namespace) -> common.Record:
+    """MetaSchedule's tune of this workload (tvm_baseline.py, its own process), or a note without TVM.
+    The work dir under --out/tvm/ keeps the result: the same spec is not tuned again."""
+    import tvm_baseline
+
+    if tvm_baseline.tvm_versions() is None:
+        return common.Record(w.name, "tvm", threads, note=f"tvm not installed ({tvm_baseline.INSTALL})")
+    print(f"-- tvm MetaSchedule {w.name}, {threads} thread(s), {args.budget} trials", file=sys.stderr, flush=True)
+    work_dir = Path(args.out) / "tvm" / tvm_baseline.work_dir_name(w.name, small, args.budget, threads, 0)
+    result = tvm_baseline.tune_tvm(w.name, small, args.budget, threads, 0, work_dir, protocol=protocol,
+                                   timeout_s=args.timeout, progress=not args.no_progress)
+    return tvm_baseline.to_record(result, w.name, threads, w.flops)
+
+
 # ----------------------------------------------------------------------------- bandwidth
 def stream_bandwidth(threads: list[int], protocol: common.Protocol, n: int = 1 << 25) -> dict[str, float]:
     """Copy GB/s (bytes read + bytes written, as STREAM counts) of a 128 MB float32 array:
@@ -236,7 +257,7 @@ class Progress(common.Records):
             path.write_text(text)
 
 
-from suite_report import IMPLS, TOLERANCE, plot_gflops, write_report  # noqa: E402
+from suite_report import IMPLS, OPTIONAL_IMPLS, TOLERANCE, plot_gflops, write_report  # noqa: E402
 
 
 def main() -> None:
@@ -250,7 +271,8 @@ def main() -> None:
     p.add_argument("--llm-model", default=None)
     p.add_argument("--llm-base-url", default=None)
     p.add_argument("--workloads", default=None, help="comma-separated names (default: all six)")
-    p.add_argument("--impls", default=",".join(IMPLS), help="which columns to measure (default: all)")
+    p.add_argument("--impls", default=",".join(IMPLS),
+                   help=f"which columns to measure (default: {','.join(IMPLS)}; also: {','.join(OPTIONAL_IMPLS)})")
     p.add_argument("--small", action="store_true", help="the table on the small shapes (for tests)")
     p.add_argument("--no-curves", action="store_true", help="skip the sample-efficiency curves")
     p.add_argument("--curves-small", action="store_true", help="the curves on the small shapes")
@@ -282,6 +304,12 @@ def main() -> None:
                 f"numpy {np.__version__}", "peak": peak, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "command": "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]), "protocol": protocol,
         "proposer": args.proposer, "budget": args.budget, "db": os.path.relpath(args.db), "load_before": load_before}
+    if "tvm" in impls:
+        import tvm_baseline
+        versions = tvm_baseline.tvm_versions()
+        meta["tvm"] = ", ".join(f"{k} {v}" for k, v in versions.items()) if versions else None
+        if versions is None:
+            print(tvm_baseline.missing_message(), file=sys.stderr, flush=True)
     records = Progress(paths)
     nbytes: dict[str, int] = {}
     curves: Optional[dict[str, Any]] = None
@@ -318,12 +346,14 @@ def main() -> None:
                             continue
                         records.add(common.numpy_record(w.name, tool, t, __file__, case, w.flops, protocol,
                                                         coretype, tool=tool, ref_path=ref_path))
+                    if "tvm" in impls:
+                        records.add(tvm_record(w, args.small, t, protocol, args))
                 os.remove(ref_path)
                 del inputs, ref
             common.finish(records, peak)
             records.save()
             if not args.no_curves:
-                curves = run_curves(args, seeds, out)
+                curves = run_curves(args, seeds, out, tvm="tvm" in impls and meta.get("tvm") is not None)
         except KeyboardInterrupt:
             interrupted = True
             print("\ninterrupted: writing what was measured", file=sys.stderr, flush=True)
@@ -350,14 +380,16 @@ def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     if args.min_time is not None and args.min_time < 0:
         p.error(f"--min-time must be >= 0 (0: just --min-runs calls), got {args.min_time:g}")
     known = [name for name, *_ in W.SUITE]
-    for flag, given, choices in (("--workloads", args.workloads, known), ("--impls", args.impls, IMPLS)):
+    for flag, given, choices in (("--workloads", args.workloads, known),
+                                 ("--impls", args.impls, IMPLS + OPTIONAL_IMPLS)):
         unknown = [x for x in (given.split(",") if given else []) if x not in choices]
         if unknown:
             p.error(f"{flag}: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(choices)}")
 
 
-def run_curves(args: argparse.Namespace, seeds: int, out: Path) -> dict[str, Any]:
-    """Sample-efficiency curves (sample_efficiency.py's machinery), written to ``out``."""
+def run_curves(args: argparse.Namespace, seeds: int, out: Path, tvm: bool = False) -> dict[str, Any]:
+    """Sample-efficiency curves (sample_efficiency.py's machinery), written to ``out``; ``tvm``: with
+    MetaSchedule's curves (work dirs in ``out``/tvm, shared with the tvm column where the spec matches)."""
     import sample_efficiency as se
 
     small = args.small or args.quick or args.curves_small
@@ -365,14 +397,18 @@ def run_curves(args: argparse.Namespace, seeds: int, out: Path) -> dict[str, Any
     programs = {w.name: w.program() for w in W.suite(small) if wanted is None or w.name in wanted}
     threads = max(common.thread_counts(args))
     budget = args.curves_budget or args.budget
+    tvm_cases = {name: {"workload_name": name, "small": small} for name in programs} if tvm else None
     results, runs, rows = se.run_curves(programs, budget, seeds, threads, database=Path(args.db),
-                                        progress=not args.no_progress)
+                                        progress=not args.no_progress, tvm_cases=tvm_cases,
+                                        tvm_dir=out / "tvm", tvm_timeout_s=args.timeout)
     se.write_csv(rows, out / "sample_efficiency.csv")
     (out / "sample_efficiency.json").write_text(json.dumps(runs, indent=1))
     se.plot(results, out / "sample_efficiency.png")
     desc = (f"{'small shapes (workloads.suite(small=True))' if small else 'full shapes'}, budget {budget}, "
             f"{seeds} seed(s), {threads} thread(s); median over seeds (band: min-max); "
-            f"heuristic proposer for MCTS; runs stored in the tuning database")
+            f"heuristic proposer for MCTS; runs stored in the tuning database"
+            + ("; tvm: MetaSchedule's trials in the order it measured them (it never measures the unscheduled "
+               "program, minicompiler's sample 1), over the same baseline" if tvm else ""))
     return {"desc": desc, "summary": se.summary(results, budget)}
 
 

@@ -14,6 +14,14 @@ import workloads as W
 
 TOLERANCE = 1e-4   # relative error (against a float64 reference) beyond which a result is WRONG
 IMPLS = ("default", "tuned", "numpy", "numba", "torch")
+# Measured only when asked for (--impls ...,tvm): a MetaSchedule tune takes minutes per workload and
+# thread count (tvm_baseline.py). Their columns appear in the report only when there are records.
+OPTIONAL_IMPLS = ("tvm",)
+
+
+def impls_in(records: list[common.Record]) -> tuple[str, ...]:
+    """The columns of the report and the plot: IMPLS, plus an optional one that has records."""
+    return IMPLS + tuple(i for i in OPTIONAL_IMPLS if any(r.impl == i for r in records))
 
 
 def _cell(r: Optional[common.Record]) -> str:
@@ -40,16 +48,17 @@ def plot_gflops(records: list[common.Record], names: list[str], threads: list[in
     import matplotlib.pyplot as plt
 
     panels = sorted(threads, reverse=True)
+    impls = impls_in(records)
     fig, axes = plt.subplots(len(panels), 1, figsize=(13, 4.2 * len(panels)), squeeze=False)
-    width = 0.8 / len(IMPLS)
+    width = 0.8 / len(impls)
     for ax, t in zip(axes[:, 0], panels):
-        for index, impl in enumerate(IMPLS):
+        for index, impl in enumerate(impls):
             xs, ys, hatched = [], [], []
             for k, name in enumerate(names):
                 r = find(records, name, impl, t if impl != "default" else 1)
                 value = None if r is None else (r.gflops or r.extra.get("estimated_gflops"))
                 if value:
-                    xs.append(k + (index - (len(IMPLS) - 1) / 2) * width)
+                    xs.append(k + (index - (len(impls) - 1) / 2) * width)
                     ys.append(value)
                     hatched.append(r.gflops is None or (impl == "default" and t != 1))
             bars = ax.bar(xs, ys, width, label=impl)
@@ -63,7 +72,7 @@ def plot_gflops(records: list[common.Record], names: list[str], threads: list[in
         ax.set_ylabel("GFLOP/s (log)")
         ax.set_title(f"{t} thread{'s' if t > 1 else ''} (hatched: default is serial / estimated)")
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(ncol=len(IMPLS), fontsize=8)
+        ax.legend(ncol=len(impls), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -114,6 +123,8 @@ def why(w: W.Workload, t: int, tuned: common.Record, numpy: common.Record, nbyte
 def write_report(path: Path, records: list[common.Record], suite: list[W.Workload], threads: list[int],
                  meta: dict[str, Any], nbytes: dict[str, int], curves: Optional[dict[str, Any]]) -> None:
     peak, bandwidth = meta["peak"], meta.get("bandwidth") or {}
+    impls = impls_in(records)
+    has_tvm = "tvm" in impls
     out = ["# minicompiler benchmark report", "",
            f"- host: {meta['host']}",
            f"- measured FP32 FMA peak: {peak:.1f} GFLOP/s per core (common.fma_peak_gflops)",
@@ -129,17 +140,25 @@ def write_report(path: Path, records: list[common.Record], suite: list[W.Workloa
            f"median; every kernel checked against a float64 numpy reference (max rel err <= {TOLERANCE:g}) first",
            f"- tuned: `minicompiler.tune`, MCTS + {meta['proposer']} proposer, budget {meta['budget']} samples per "
            f"thread count, database `{meta['db']}` (runs already there are reused/continued)",
+           *([f"- tvm: Apache TVM MetaSchedule ({meta['tvm']}), `tune_tir` with {meta['budget']} trials per "
+              "thread count, batches of up to 8 trials, seed 0, target llvm with the host CPU and num-cores = threads "
+              "(tvm_baseline.py); its best kernel checked and timed as the others"] if has_tvm and meta.get("tvm")
+             else []),
            ""]
     out += ["GFLOP/s (higher is better). `default` is the unscheduled program, serial (measured on 1 thread; "
             "`~x` = estimated from one call on a slice, too slow to time fully). `n/a`: not installed. "
-            "`samples`: samples in the tuning run; `tuning`: its wall time.", ""]
+            "`samples`: samples in the tuning run; `tuning`: its wall time."
+            + (" `tvm trials` / `tvm tuning`: MetaSchedule's measured trials and the wall time of its "
+               "`tune_tir` call (not counting a once-per-process import of TVM's tensor intrinsics, ~25 s)."
+               if has_tvm else ""), ""]
     for t in sorted(threads, reverse=True):
+        extra = ["tvm trials", "tvm tuning"] if has_tvm else []
+        columns = [*impls, "tuned/numpy", "samples", "tuning", *extra]
         out += [f"## {t} thread{'s' if t > 1 else ''}", "",
-                "| workload | default | tuned | numpy | numba | torch | tuned/numpy | samples | tuning |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        ratios = []
+                "| workload | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+        ratios, tvm_ratios = [], []
         for w in suite:
-            cells = [_cell(find(records, w.name, impl, 1 if impl == "default" else t)) for impl in IMPLS]
+            cells = [_cell(find(records, w.name, impl, 1 if impl == "default" else t)) for impl in impls]
             if t != 1 and cells[0] != "—":
                 cells[0] += " (1t)"
             tuned, numpy = find(records, w.name, "tuned", t), find(records, w.name, "numpy", t)
@@ -149,10 +168,21 @@ def write_report(path: Path, records: list[common.Record], suite: list[W.Workloa
                 ratio = f"{ratios[-1]:.2f}x"
             samples = str(tuned.extra.get("samples", "—")) if tuned else "—"
             tuning = f"{tuned.extra['tuning_s']:.0f} s" if tuned and "tuning_s" in tuned.extra else "—"
-            out.append(f"| {w.name} | " + " | ".join(cells) + f" | {ratio} | {samples} | {tuning} |")
+            row = [*cells, ratio, samples, tuning]
+            if has_tvm:
+                tvm = find(records, w.name, "tvm", t)
+                row += [str(tvm.extra.get("trials_measured", "—")) if tvm else "—",
+                        f"{tvm.extra['tuning_s']:.0f} s" if tvm and tvm.extra.get("tuning_s") is not None else "—"]
+                if tvm and tuned and tvm.gflops and tuned.gflops:
+                    tvm_ratios.append(tuned.gflops / tvm.gflops)
+            out.append(f"| {w.name} | " + " | ".join(row) + " |")
         g = geomean(ratios)
         out += ["", f"Geomean of tuned/numpy over {len(ratios)} workload(s) at {t} thread{'s' if t > 1 else ''}: "
                 + (f"**{g:.2f}x**" if g else "—"), ""]
+        if has_tvm:
+            g = geomean(tvm_ratios)
+            out += [f"Geomean of tuned/tvm over {len(tvm_ratios)} workload(s) at {t} thread{'s' if t > 1 else ''}: "
+                    + (f"**{g:.2f}x**" if g else "—"), ""]
     out += ["## Workloads", ""] + [f"- `{w.name}`: {w.title}, {w.flops / 1e9:.2f} GFLOP, "
                                    f"{nbytes.get(w.name, 0) / 1e6:.1f} MB in+out" for w in suite] + [""]
     whys = []
@@ -165,7 +195,8 @@ def write_report(path: Path, records: list[common.Record], suite: list[W.Workloa
         out += ["## Where tuned is slower than numpy, and why (measured)", ""]
         for text in whys:
             out += [text, ""]
-    wrong = [r for r in records if r.correct is False or r.note.startswith(("ERROR", "BUILD FAILED", "TUNING FAILED"))]
+    wrong = [r for r in records if r.correct is False or r.note.startswith(("ERROR", "BUILD FAILED", "TUNING FAILED",
+                                                                           "TVM FAILED", "TVM CRASHED"))]
     if wrong:
         out += ["## Not timed", ""] + [f"- {r.workload} / {r.impl} / {r.threads}t: {r.note}" for r in wrong] + [""]
     if curves:
