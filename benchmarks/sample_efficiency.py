@@ -226,15 +226,16 @@ def tvm_curves(workload_name: str, tensor: mc.Tensor, case: dict[str, Any], budg
 
 
 def summary(results: dict[str, dict[str, list[list[float]]]], budget: int) -> list[str]:
-    """Per workload: how many samples MCTS needs to reach the evolutionary search's final result,
-    and each strategy's median best speedup at 8/16/32/64 samples."""
+    """Per workload: how many samples MCTS needs to reach each other strategy's final result
+    (evolutionary, random, TVM's MetaSchedule), and each strategy's median best speedup at
+    8/16/32/64 samples."""
     lines = []
     for workload_name, per_strategy in results.items():
         lines.append(f"{workload_name}:")
-        if "evolutionary" in per_strategy and "mcts" in per_strategy:
-            evo_final = statistics.median(c[-1] for c in per_strategy["evolutionary"])
-            needed = first_reaching(median_curve(per_strategy["mcts"]), evo_final)
-            lines.append(f"  evolutionary final (median of seeds): {evo_final:.1f}x; MCTS reaches it after "
+        for other in (s for s in per_strategy if s != "mcts" and "mcts" in per_strategy):
+            final = statistics.median(c[-1] for c in per_strategy[other] if c)
+            needed = first_reaching(median_curve(per_strategy["mcts"]), final)
+            lines.append(f"  {other} final (median of seeds): {final:.1f}x; MCTS reaches it after "
                          f"{needed if needed else 'more than ' + str(budget)} samples (median curve)")
         for strategy, curves in per_strategy.items():
             med = median_curve(curves)

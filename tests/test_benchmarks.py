@@ -102,3 +102,13 @@ def test_suite_refuses_bad_options_before_measuring_anything(tmp_path: Path, opt
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
     assert not list(tmp_path.iterdir())      # no report, no database written
+
+
+def test_sample_efficiency_summary_says_when_mcts_reaches_each_other_strategys_final_result() -> None:
+    import sample_efficiency as se
+    results = {"w": {"mcts": [[1.0, 2.0, 4.0], [1.0, 3.0, 4.0]], "evolutionary": [[1.0, 1.0, 2.0]],
+                     "random": [[1.0, 1.0, 1.0]], "tvm": [[5.0, 6.0]]}}
+    lines = se.summary(results, budget=3)
+    assert "  evolutionary final (median of seeds): 2.0x; MCTS reaches it after 2 samples (median curve)" in lines
+    assert "  random final (median of seeds): 1.0x; MCTS reaches it after 1 samples (median curve)" in lines
+    assert "  tvm final (median of seeds): 6.0x; MCTS reaches it after more than 3 samples (median curve)" in lines
