@@ -94,6 +94,13 @@ def parallel_variants(base: mc.Schedule, family: str, threads: int) -> Iterator[
 
 def skinny_variants(base: mc.Schedule, family: str, threads: int) -> Iterator[tuple[str, mc.Schedule]]:
     """C = A.B with few rows (decode-phase weights): what streams B fastest."""
+    if family == "wide":   # few rows, wide register tiles: long contiguous runs of each row of B
+        for mr, nr in [(1, 256), (2, 128), (2, 256), (4, 128), (6, 64), (8, 48)]:
+            for kc in (16, 32, 64):
+                for order in ("kji", "jki"):
+                    yield (f"tile {mr}x{nr} kc{kc} {order}",
+                           gemm_variant(base, mr, nr, kc, order=order, pack_b=False, parallel="j_o"))
+        return
     for mr, nr in [(8, 48), (16, 16), (8, 32), (8, 64), (4, 64), (16, 32)]:
         for kc in (64, 256, 1024):
             for order in ("jki", "kji"):

@@ -9,6 +9,7 @@ round after round: the schedule einsum uses when nothing was tuned.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from minicompiler.dtypes import itemsize
@@ -16,13 +17,21 @@ from minicompiler.ir.expr import Load
 from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, Stmt
 from minicompiler.ir.visitor import walk
 from minicompiler.schedule import Schedule, Step
-from minicompiler.schedule.loops import children, free_vars, loops, outermost_loops
+from minicompiler.schedule.loops import children, enclosing_loops, free_vars, loops, outermost_loops
 from minicompiler.target import Target
 
 from .legality import try_steps
 from .machine import blockings, tilings
 from .nests import Nest, intermediates, main_nest, nests, trip_count
 from .proposer import Context, Proposal, TuneHooks
+
+
+@dataclass(frozen=True)
+class _TileOption:
+    key: tuple[str, int]    # (blocking rule, reduction-order variant): comparable across contractions
+    rank: int               # tile rank + blocking rank + variant: lower is tried first
+    tile_rank: int
+    proposal: Proposal
 
 
 class HeuristicProposer(TuneHooks):
@@ -97,10 +106,33 @@ class HeuristicProposer(TuneHooks):
 
     # -- phase 2: tile the main contraction for registers and cache ---------------------------
     def _tile(self, schedule: Schedule, target: Target) -> list[Proposal]:
-        nest = _largest(schedule.func, lambda n: isinstance(n.write, Accumulate) and not _is_tiled(n)
-                        and n.contiguous is not None and bool(n.reduction) and _work(n) >= 4096)
-        if nest is None:
+        eligible = sorted((n for n in nests(schedule.func) if isinstance(n.write, Accumulate) and not _is_tiled(n)
+                           and n.contiguous is not None and bool(n.reduction) and _work(n) >= 4096),
+                          key=_work, reverse=True)
+        options = [self._tile_options(n, target, schedule.func) for n in eligible]
+        if not options or not options[0]:
             return []
+        largest = options[0]
+        ranked: list[tuple[int, int, Proposal]] = [(o.rank, o.tile_rank, o.proposal) for o in largest]
+        if len(options) > 1:
+            # One blocking for every contraction at once (an MLP's three products stream their weights
+            # alike): one decision of the search, where one per product would each take a tree level.
+            for key in dict.fromkeys(o.key for o in largest):
+                steps: list[Step] = []
+                for per_nest in (opts for opts in options if opts):
+                    same = [o for o in per_nest if o.key == key] or per_nest
+                    steps.extend(min(same, key=lambda o: o.rank).proposal.steps)
+                first = min((o for o in largest if o.key == key), key=lambda o: o.rank)
+                if try_steps(schedule, steps) is not None:
+                    ranked.append((first.rank, -1, Proposal(tuple(steps), "every contraction, each with its best "
+                                                            "register tile: " + first.proposal.reasoning)))
+        # Interleaved: the best tile with each blocking and the best blocking with each tile come
+        # before second choices of both, so a search that takes the first few sees both decisions vary.
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        return [p for _, _, p in ranked]
+
+    def _tile_options(self, nest: Nest, target: Target, func: Function) -> list["_TileOption"]:
+        """Register tiles x cache blockings x reduction orders for one contraction, ranked."""
         jn = nest.contiguous
         spatial = [s for s in nest.spatial if s != jn]
         if jn is None or not nest.reduction:
@@ -120,7 +152,12 @@ class HeuristicProposer(TuneHooks):
         others = [r for r in nest.reduction if r != k_loop]
         outer_spatial = [s for s in nest.spatial if s not in (im, jn)]
         size = itemsize(nest.write.tensor.dtype)
-        ranked: list[tuple[int, int, Proposal]] = []
+        # A loop around the tile with an iteration per core (attention's heads, a conv's rows) is
+        # where the cores go: each of them then runs this contraction alone.
+        around = enclosing_loops(func, nest.loops[0]) + [l for l in nest.loops if l.var.name in outer_spatial]
+        if any(trip_count(l) >= target.cores for l in around):
+            target = target.with_(cores=1)
+        ranked: list[_TileOption] = []
         for tile_rank, t in enumerate(tilings(target, m, n, k, lanes)[: self.max_variants]):
             if im is not None and t.mr > 1:
                 tile = Step.make("tile", outer_loop=im, inner_loop=jn, outer_factor=t.mr, inner_factor=t.nr)
@@ -147,14 +184,11 @@ class HeuristicProposer(TuneHooks):
                 for extra, reductions in enumerate(dict.fromkeys(
                         (tuple(as_written), tuple(others + k_inner)))):
                     order = outer_spatial + blocks + list(reductions) + im_i + [f"{jn}_i"]
-                    ranked.append((tile_rank + block_rank + extra, tile_rank, Proposal(
+                    ranked.append(_TileOption((b.name, extra), tile_rank + block_rank + extra, tile_rank, Proposal(
                         tuple(steps + [Step.make("reorder", order=tuple(order))]), (
                             f"register tile {t.mr}x{t.nr} ({max(1, t.mr) * (t.nr // lanes)} vector "
                             f"accumulators of {lanes} lanes); {b.why}"))))
-        # Interleaved: the best tile with each blocking and the best blocking with each tile come
-        # before second choices of both, so a search that takes the first few sees both decisions vary.
-        ranked.sort(key=lambda r: (r[0], r[1]))
-        return [p for _, _, p in ranked]
+        return ranked
 
     # -- phase 3: keep the tile in registers, pack the streamed operand, vectorize -------------
     def _microkernel(self, schedule: Schedule, target: Target) -> list[Proposal]:
