@@ -130,6 +130,29 @@ def test_concurrent_appends_from_two_processes_are_all_stored(tmp_path: Path) ->
         assert all(r["error"] == who * 3000 for r in mine)
 
 
+OPENER = """
+import sys, time
+from minicompiler.search.database import Database
+path, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:
+    pass   # spin, so that every process opens the new file within microseconds of the others
+Database(path).append({"run_id": sys.argv[3], "sample": 0, "workload": "w", "target": "t", "threads": 1})
+"""
+
+
+def test_processes_creating_one_new_database_at_the_same_instant_all_succeed(tmp_path: Path) -> None:
+    """Regression: switching a new file to WAL answered "database is locked" at once (no busy wait)
+    when another process was creating it at that moment, and the second tune died."""
+    for attempt in range(3):
+        path = tmp_path / f"new{attempt}.sqlite"
+        start = time.time() + 1.5
+        openers = [subprocess.Popen([sys.executable, "-c", OPENER, str(path), str(start), str(n)],
+                                    stderr=subprocess.PIPE, text=True) for n in range(4)]
+        results = [(o.wait(timeout=120), o.stderr.read()) for o in openers]  # type: ignore[union-attr]
+        assert [code for code, _ in results] == [0] * 4, [err[-500:] for _, err in results]
+        assert sorted(r["run_id"] for r in Database(path).records()) == ["0", "1", "2", "3"]
+
+
 def test_two_tunes_on_one_database_at_once_store_all_their_samples(tmp_path: Path) -> None:
     db = tmp_path / "shared.sqlite"
     command = [sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=48,j=48,k=48",

@@ -40,8 +40,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import sqlite3
 import sys
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
@@ -125,8 +127,24 @@ class Database:
         finally:
             connection.close()
 
+    @staticmethod
+    def _use_wal(connection: sqlite3.Connection, timeout_s: float = 60.0) -> None:
+        """Switch the file to write-ahead logging, once. The switch needs the file to itself, and SQLite
+        answers "database is locked" at once, without waiting, when another process is creating or
+        switching the same new file at that moment: so retry, briefly, until the other is done."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    connection.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005 + random.random() * 0.02)
+
     def _create(self, connection: sqlite3.Connection) -> None:
-        connection.execute("PRAGMA journal_mode = WAL")
+        self._use_wal(connection)
         connection.execute("BEGIN IMMEDIATE")   # one creator at a time; the others then see the tables
         try:
             for statement in filter(str.strip, _SCHEMA.split(";")):
