@@ -36,7 +36,8 @@ def gemm_variant(schedule: mc.Schedule, mr: int, nr: int, kc: int, order: str = 
     blocks = {"j": "j_o", "k": "k_o", "i": "i_o"}
     inner = ["k_i", "i_i", "j_i"]
     s = s.reorder(*[blocks[c] for c in order], *inner)
-    s = s.cache_write("C", "i_o" if order.index("i") > order.index("k") else order_last_spatial(order))
+    # The tile is cached inside the innermost block loop over the output (i_o or j_o).
+    s = s.cache_write("C", f"{[c for c in order if c != 'k'][-1]}_o")
     if pack_b:
         s = s.pack("B", 1, nr)
     if pack_a:
@@ -45,11 +46,6 @@ def gemm_variant(schedule: mc.Schedule, mr: int, nr: int, kc: int, order: str = 
         s = s.unroll("k_i", k_unroll)
     s = s.unroll("i_i").vectorize("j_i")
     return s if not parallel else s.parallel(parallel)
-
-
-def order_last_spatial(order: str) -> str:
-    spatial = [c for c in order if c != "k"]
-    return f"{spatial[-1]}_o"
 
 
 def matmul_variants(base: mc.Schedule, family: str, threads: int) -> Iterator[tuple[str, mc.Schedule]]:

@@ -144,28 +144,28 @@ _EMR = dataclasses.replace(_ZEN4, cpu="emeraldrapids", l1_bytes=48 << 10, l2_byt
 
 
 def test_blockings_follow_the_shape_the_cores_and_the_caches() -> None:
-    tile = Tiling(6, 64, 256)
+    tile = Tiling(6, 64)
     # A large product keeps the register tile for the whole reduction while B's panel fits L2.
     assert blockings(_ZEN4, 1024, 1024, 1024, tile, 4)[0].order == "resident"
     # A panel too large for L2: blocked, and never a block as long as the reduction.
     big = blockings(_ZEN4, 4096, 4096, 8192, tile, 4)
     assert big[0].order == "panel" and all(b.kc is None or b.kc < 8192 for b in big)
     # Sixteen rows on one core: B streams as slabs of whole rows that fit L2 ...
-    skinny = blockings(_ZEN4, 16, 2048, 7168, Tiling(8, 32, 64), 4)
+    skinny = blockings(_ZEN4, 16, 2048, 7168, Tiling(8, 32), 4)
     assert skinny[0].order == "slab" and skinny[0].kc * 2048 * 4 <= _ZEN4.l2_bytes // 2
     # ... no more rows than the data TLB has pages when every row is a page of its own; narrower
     # rows: twice as many with twice the L2. On 16 cores each core streams its own columns.
     assert skinny[0].kc <= TLB_PAGES
-    narrow = [blockings(t, 16, 512, 7168, Tiling(8, 32, 64), 4)[0] for t in (_ZEN4, _EMR)]
+    narrow = [blockings(t, 16, 512, 7168, Tiling(8, 32), 4)[0] for t in (_ZEN4, _EMR)]
     assert narrow[0].order == "slab" and narrow[1].kc == 2 * narrow[0].kc > TLB_PAGES
-    many = blockings(_EMR.with_(cores=16), 16, 2048, 7168, Tiling(8, 32, 64), 4)
+    many = blockings(_EMR.with_(cores=16), 16, 2048, 7168, Tiling(8, 32), 4)
     assert many[0].order == "core_slab" and many[0].kc <= TLB_PAGES and "panel" in [b.order for b in many]
 
 
 def test_register_tiles_need_more_accumulators_with_more_fma_units() -> None:
     assert (fma_chains(_ZEN4), fma_chains(_EMR)) == (4, 8)
     for target in (_ZEN4, _EMR):
-        best = tilings(target, 1024, 1024, 1024, 16)[0]
+        best = tilings(target, 1024, 1024, 16)[0]
         assert best.mr * best.nr // 16 >= fma_chains(target)
         assert best.mr * best.nr // 16 <= 28   # and the tile fits 32 registers with operands
 

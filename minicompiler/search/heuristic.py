@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from minicompiler.dtypes import itemsize
-from minicompiler.ir.expr import Load
+from minicompiler.ir.expr import Load, Var
 from minicompiler.ir.stmt import Accumulate, Alloc, For, Function, Stmt
 from minicompiler.ir.visitor import walk
 from minicompiler.schedule import Schedule, Step
@@ -101,7 +101,7 @@ class HeuristicProposer(TuneHooks):
         if jn is None or jn == loop.var.name or m < 16:
             return None
         lanes = target.vector_lanes(nest.write.tensor.dtype)
-        best = tilings(target, m, nest.extent(jn), 256, lanes)
+        best = tilings(target, m, nest.extent(jn), lanes)
         return best[0].mr if best and best[0].mr > 1 else None
 
     # -- phase 2: tile the main contraction for registers and cache ---------------------------
@@ -123,9 +123,8 @@ class HeuristicProposer(TuneHooks):
                     same = [o for o in per_nest if o.key == key] or per_nest
                     steps.extend(min(same, key=lambda o: o.rank).proposal.steps)
                 first = min((o for o in largest if o.key == key), key=lambda o: o.rank)
-                if try_steps(schedule, steps) is not None:
-                    ranked.append((first.rank, -1, Proposal(tuple(steps), "every contraction, each with its best "
-                                                            "register tile: " + first.proposal.reasoning)))
+                ranked.append((first.rank, -1, Proposal(tuple(steps), "every contraction, each with its best "
+                                                        "register tile: " + first.proposal.reasoning)))
         # Interleaved: the best tile with each blocking and the best blocking with each tile come
         # before second choices of both, so a search that takes the first few sees both decisions vary.
         ranked.sort(key=lambda r: (r[0], r[1]))
@@ -158,7 +157,7 @@ class HeuristicProposer(TuneHooks):
         if any(trip_count(l) >= target.cores for l in around):
             target = target.with_(cores=1)
         ranked: list[_TileOption] = []
-        for tile_rank, t in enumerate(tilings(target, m, n, k, lanes)[: self.max_variants]):
+        for tile_rank, t in enumerate(tilings(target, m, n, lanes)[: self.max_variants]):
             if im is not None and t.mr > 1:
                 tile = Step.make("tile", outer_loop=im, inner_loop=jn, outer_factor=t.mr, inner_factor=t.nr)
                 im_o, im_i = [f"{im}_o"], [f"{im}_i"]
@@ -249,13 +248,9 @@ class HeuristicProposer(TuneHooks):
         panels of the register tile's rows."""
         rows = next(l.var for l in nest.loops if l.var.name == im_i)
         jn_i = nest.loops[-1].var
-        for load in nest.reads():
-            if not any(load.tensor is t for t in schedule.func.inputs) or load.tensor.ndim < 2:
-                continue
-            if any(jn_i in free_vars(index) for index in load.indices):
-                continue
-            dims = [d for d, index in enumerate(load.indices) if rows in free_vars(index)]
-            if len(dims) == 1 and dims[0] != load.tensor.ndim - 1:
+        for load in _matrix_inputs(schedule, nest):
+            dims = _dims_using(load, rows)
+            if not _dims_using(load, jn_i) and len(dims) == 1 and dims[0] != load.tensor.ndim - 1:
                 return Step.make("pack", tensor=load.tensor.name, dim=dims[0], factor=nest.extent(im_i))
         return None
 
@@ -263,13 +258,10 @@ class HeuristicProposer(TuneHooks):
     def _pack_step(schedule: Schedule, nest: Nest, lanes: int) -> Optional[Step]:
         """Pack the input read with the vectorized loop in its last index (B in C = A·B)."""
         jn_i = nest.loops[-1].var
-        width = nest.extent(jn_i.name)
-        for load in nest.reads():
-            if not any(load.tensor is t for t in schedule.func.inputs) or load.tensor.ndim < 2:
-                continue
-            dims = [d for d, index in enumerate(load.indices) if jn_i in free_vars(index)]
+        for load in _matrix_inputs(schedule, nest):
+            dims = _dims_using(load, jn_i)
             if len(dims) == 1:  # the operand the vector loop walks: make that walk contiguous
-                return Step.make("pack", tensor=load.tensor.name, dim=dims[0], factor=width)
+                return Step.make("pack", tensor=load.tensor.name, dim=dims[0], factor=nest.extent(jn_i.name))
         return None
 
     # -- phase 4: vectorize the remaining (elementwise) nests ------------------------------------
@@ -366,6 +358,16 @@ def _parallelize_other_nests(schedule: Schedule, target: Target,
 def _nest_work(loop: For) -> int:
     """Iterations of the largest path of loops from ``loop`` down."""
     return trip_count(loop) * max((_nest_work(c) for c in outermost_loops(loop.body)), default=1)
+
+
+def _matrix_inputs(schedule: Schedule, nest: Nest) -> list[Load]:
+    """The nest's reads of the program's inputs with two or more dimensions: what packing can copy."""
+    return [l for l in nest.reads() if l.tensor.ndim >= 2 and any(l.tensor is t for t in schedule.func.inputs)]
+
+
+def _dims_using(load: Load, var: Var) -> list[int]:
+    """The dimensions of the load whose index uses ``var``."""
+    return [d for d, index in enumerate(load.indices) if var in free_vars(index)]
 
 
 def _index_names(load: Load) -> set[str]:

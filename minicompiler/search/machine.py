@@ -14,7 +14,6 @@ from minicompiler.target import Target
 class Tiling:
     mr: int   # rows of the register tile
     nr: int   # columns (a multiple of the vector width)
-    kc: int   # reduction block
 
 
 def register_count(target: Target) -> int:
@@ -28,9 +27,10 @@ def fma_chains(target: Target) -> int:
     return target.fma_units * target.fma_latency
 
 
-def tilings(target: Target, m: int, n: int, k: int, lanes: int) -> list[Tiling]:
+def tilings(target: Target, m: int, n: int, lanes: int) -> list[Tiling]:
     """Register tiles ranked: accumulators must fit the registers (keeping 4 for operands),
-    enough independent FMA chains to hide the latency on every unit, and a k-block of B in L1."""
+    enough independent FMA chains to hide the latency on every unit, few loads per FMA, little
+    padding. (How the reduction is blocked around the tile: ``blockings``.)"""
     regs = register_count(target) - 4
     needed = fma_chains(target)
     ranked: list[tuple[float, Tiling]] = []
@@ -52,16 +52,9 @@ def tilings(target: Target, m: int, n: int, k: int, lanes: int) -> list[Tiling]:
                 # Too few row blocks to share: the cores split the column blocks, evenly or not.
                 blocks = -(-n // nr)
                 score *= -(-blocks // target.cores) * target.cores / blocks
-            kc = max(16, min(k, (target.l1_bytes * 3 // 4) // (nr * 4)))
-            kc = 1 << (kc.bit_length() - 1)
-            ranked.append((score, Tiling(mr, nr, min(kc, k))))
+            ranked.append((score, Tiling(mr, nr)))
     ranked.sort(key=lambda x: x[0])
-    seen, out = set(), []
-    for _, t in ranked:
-        if t not in seen:
-            seen.add(t)
-            out.append(t)
-    return out
+    return [t for _, t in ranked]
 
 
 # A tile sweeping a slab of B touches one page per row of it: more rows than the first-level data
@@ -94,6 +87,13 @@ def _pow2_floor(x: float) -> int:
     return 1 << max(0, int(x).bit_length() - 1)
 
 
+def _slab_rows(target: Target, slab_row_bytes: int, matrix_row_bytes: int) -> int:
+    """Rows of a slab whose rows of ``slab_row_bytes`` fill half of L2 (at least 16); no more than
+    the data TLB has pages when every row of the matrix is a page or more apart."""
+    rows = max(16, _pow2_floor(target.l2_bytes / 2 / max(1, slab_row_bytes)))
+    return min(rows, TLB_PAGES) if matrix_row_bytes >= PAGE_BYTES else rows
+
+
 def blockings(target: Target, m: int, n: int, k: int, tile: Tiling, itemsize: int) -> list[Blocking]:
     """Ranked ways to block the reduction around an mr x nr register tile.
 
@@ -102,9 +102,7 @@ def blockings(target: Target, m: int, n: int, k: int, tile: Tiling, itemsize: in
     slabs; several cores split the columns, each streaming its panel."""
     panel_l1 = max(16, _pow2_floor(target.l1_bytes * 3 / 4 / (tile.nr * itemsize)))
     panel_l2 = max(16, _pow2_floor(target.l2_bytes / 4 / (tile.nr * itemsize)))
-    slab = max(16, _pow2_floor(target.l2_bytes / 2 / (max(n, 1) * itemsize)))
-    if n * itemsize >= PAGE_BYTES:
-        slab = min(slab, TLB_PAGES)   # each row of the slab is on a page of its own
+    slab = _slab_rows(target, n * itemsize, n * itemsize)
     options: dict[str, Blocking] = {}
     if k * tile.nr * itemsize <= target.l2_bytes // 2 or m <= tile.mr:
         options["resident"] = Blocking("resident", None, "the tile stays in registers for the whole "
@@ -122,8 +120,7 @@ def blockings(target: Target, m: int, n: int, k: int, tile: Tiling, itemsize: in
         # A core's chunk of columns is narrower than a page per row: a slab of its rows fits a
         # core's L2 with more rows, but every row still starts on a page of its own.
         chunk = -(-blocks // target.cores) * tile.nr
-        kc = max(16, _pow2_floor(target.l2_bytes / 2 / (chunk * itemsize)))
-        kc = min(kc, TLB_PAGES) if n * itemsize >= PAGE_BYTES else kc
+        kc = _slab_rows(target, chunk * itemsize, n * itemsize)
         if kc < k and m > 1:
             options["core_slab"] = Blocking("core_slab", kc, f"each of {target.cores} cores sweeps {kc}-row slabs "
                                             f"of its own {chunk} columns: every core streams B once")
