@@ -220,6 +220,9 @@ def test_bad_arguments_give_clear_errors(tmp_path: Path) -> None:
         mc.tune(C, budget=2, strategy="genetic", database=tmp_path / "db.sqlite")
     with pytest.raises(ValueError, match="budget"):
         mc.tune(C, budget=0, database=tmp_path / "db.sqlite")
+    for threads in (-1, 2.5, "2"):   # refused before any worker starts (a str reached the heuristic)
+        with pytest.raises(ValueError, match="thread count must be a positive integer"):
+            mc.tune(C, budget=2, threads=threads, database=tmp_path / "db.sqlite")
     with pytest.raises(TypeError):
         mc.tune(mc.placeholder((3,)), budget=2, database=tmp_path / "db.sqlite")
     out = subprocess.run([sys.executable, "-m", "minicompiler", "tune", "ik,kj->ij", "--size", "i=3"],

@@ -46,10 +46,16 @@ def parallel_runtime_available() -> bool:
     return _libgomp() is not None
 
 
-def set_num_threads(n: int) -> None:
-    """Threads used by parallel loops called from this thread from now on."""
+def check_thread_count(n: object) -> int:
+    """``n`` if it is a positive integer, else a ValueError that says so."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"the thread count must be a positive integer, got {n!r}")
+    return n
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by parallel loops called from this thread from now on."""
+    check_thread_count(n)
     lib = _libgomp()
     if lib is not None:
         lib.omp_set_num_threads(ctypes.c_int(n))

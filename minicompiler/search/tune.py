@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import networkx as nx
 
 from minicompiler.ir.tensor import Tensor
-from minicompiler.runtime.threads import default_threads, get_num_threads
+from minicompiler.runtime.threads import check_thread_count, default_threads, get_num_threads
 from minicompiler.schedule import Schedule, ScheduleError, Step
 from minicompiler.target import Target
 
@@ -169,7 +169,7 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
         raise ValueError(f"budget must be a positive number of samples, got {budget!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    threads = threads or default_threads()
+    threads = check_thread_count(threads or default_threads())   # before a worker starts, or a plan
     workload = Workload(tensor, tuple(inputs) if inputs is not None else None, name or tensor.name)
     db = database if isinstance(database, Database) else Database(database)
     proposer_obj = _proposer(proposer, llm)
