@@ -25,6 +25,7 @@ import numpy as np
 import minicompiler as mc
 import workloads as W
 from minicompiler.search.heuristic import greedy_schedule
+from minicompiler.search.machine import tilings
 
 
 def gemm_variant(schedule: mc.Schedule, mr: int, nr: int, kc: int, order: str = "jki",
@@ -51,8 +52,11 @@ def gemm_variant(schedule: mc.Schedule, mr: int, nr: int, kc: int, order: str = 
 def matmul_variants(base: mc.Schedule, family: str, threads: int) -> Iterator[tuple[str, mc.Schedule]]:
     par = "j_o"
     if family in ("tiles", "all"):
-        for mr, nr in [(6, 64), (4, 64), (8, 48), (8, 32), (12, 32), (14, 32), (16, 16), (24, 16), (6, 32), (4, 48)]:
-            yield f"tile {mr}x{nr} kc256", gemm_variant(base, mr, nr, 256, parallel=par)
+        # The machine model's twelve best register tiles for this host, each blocked two ways.
+        host = mc.Target.host()
+        for t in tilings(host.with_(cores=threads), 1024, 1024, host.vector_lanes("float32"))[:12]:
+            yield f"tile {t.mr}x{t.nr} kc256", gemm_variant(base, t.mr, t.nr, 256, parallel=par)
+            yield f"tile {t.mr}x{t.nr} resident", resident_variant(base, t.mr, t.nr).parallel(par)
     if family in ("kc", "all"):
         for kc in (64, 128, 256, 384, 512, 1024):
             yield f"tile 6x64 kc{kc}", gemm_variant(base, 6, 64, kc, parallel=par)
@@ -73,13 +77,18 @@ def matmul_variants(base: mc.Schedule, family: str, threads: int) -> Iterator[tu
                     print(f"  order {order}: {error}", file=sys.stderr)
 
 
+def resident_variant(base: mc.Schedule, mr: int, nr: int, pack: bool = True) -> mc.Schedule:
+    """The register tile stays in registers for the whole reduction (block order j_o, i_o, k)."""
+    s = base.tile("i", "j", mr, nr).reorder("j_o", "i_o", "k", "i_i", "j_i").cache_write("C", "i_o")
+    if pack:
+        s = s.pack("B", 1, nr).parallel("B_packed0")
+    return s.unroll("i_i").vectorize("j_i")
+
+
 def parallel_variants(base: mc.Schedule, family: str, threads: int) -> Iterator[tuple[str, mc.Schedule]]:
     """Many cores on a large product: which loop to split, with or without packing."""
     def resident(mr: int, nr: int, pack: bool = True) -> mc.Schedule:
-        s = base.tile("i", "j", mr, nr).reorder("j_o", "i_o", "k", "i_i", "j_i").cache_write("C", "i_o")
-        if pack:
-            s = s.pack("B", 1, nr).parallel("B_packed0")
-        return s.unroll("i_i").vectorize("j_i")
+        return resident_variant(base, mr, nr, pack)
     for mr, nr in [(6, 64), (12, 32), (8, 32), (4, 64), (6, 32)]:
         yield f"resident {mr}x{nr} par j_o", resident(mr, nr).parallel("j_o")
         yield f"resident {mr}x{nr} par i_o", resident(mr, nr).parallel("i_o")
