@@ -75,6 +75,7 @@ def einsum_from_args(args: argparse.Namespace):  # noqa: ANN201
 
 def cmd_tune(args: argparse.Namespace) -> int:
     import minicompiler as mc
+    from minicompiler.search.session import decisions
     from minicompiler.search.tune import tune
 
     tensor, holders, shapes = einsum_from_args(args)
@@ -93,7 +94,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ValueError("--llm-record / --llm-replay need --proposer llm")
     result = tune(tensor, budget=args.budget, strategy=args.strategy, proposer=proposer,
                   database=args.db, seed=args.seed, threads=args.threads, inputs=holders,
-                  resume=args.resume, timeout_s=args.timeout)
+                  resume=args.resume, timeout_s=args.timeout, confirm=args.confirm)
     elapsed = time.perf_counter() - start
     flops = result.workload.flops
     print(f"\n{result.samples} samples in {elapsed:.1f} s (run {result.run_id})")
@@ -105,6 +106,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     base = f"{result.baseline_time_s * 1e3:.3f} ms" if result.baseline_time_s else "unmeasured"
     print(f"unscheduled: {base}   best: {result.best_time_s * 1e3:.3f} ms "
           f"({flops / result.best_time_s / 1e9:.1f} GFLOP/s)   speedup: {result.speedup:.2f}x")
+    if result.confirmed:
+        print(f"the {len(result.confirmed)} fastest, re-measured (best: the lowest median):")
+        for c in sorted(result.confirmed, key=lambda c: c.median_s):
+            times = " ".join(f"{t * 1e3:.3f}" for t in c.times_s)
+            print(f"  sample {c.sample:>3}: median {c.median_s * 1e3:.3f} ms ({times})  {decisions(c.steps)}")
+    first = next((s for s in result.history if s.steps), None)
+    if first is not None and first.time_s and result.best_time_s:
+        print(f"first proposal (sample {first.index}): {first.time_s * 1e3:.3f} ms; the best is "
+              f"{first.time_s / result.best_time_s:.2f}x faster")
     print("\nbest schedule (replayable):")
     print(result.trace())
     if args.tree:
@@ -166,6 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tune.add_argument("--resume", action="store_true", help="continue the latest run of this workload")
     tune.add_argument("--timeout", type=float, default=60.0, help="seconds per candidate before it is killed")
     tune.add_argument("--tree", default=None, help="write the MCTS tree as GraphML to this file")
+    tune.add_argument("--confirm", type=int, default=3, help="re-measure this many of the fastest after "
+                                                             "the search; the best by median (default 3, 0: off)")
     llm = tune.add_argument_group("LLM proposer (--proposer llm; the key comes from $OPENAI_API_KEY only)")
     llm.add_argument("--llm-model", default=None, help="model name (default: $MINICOMPILER_LLM_MODEL or gpt-4o-mini)")
     llm.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint, e.g. "

@@ -360,15 +360,20 @@ def test_replaying_a_recording_offline_makes_the_same_decisions(server: ChatServ
     server.stop()                                           # offline from here on
     replayed = mc.tune(C, budget=8, proposer="llm", llm={"replay": str(recording)}, database=tmp_path / "replayed.sqlite",
                        threads=1, progress=False)
-    steps = lambda name: [r["steps"] for r in Database(tmp_path / name).records()]  # noqa: E731
+    steps = lambda name: [r["steps"] for r in Database(tmp_path / name).records() if r["strategy"] != "confirm"]  # noqa: E731
     assert steps("replayed.sqlite") == steps("recorded.sqlite") and len(steps("recorded.sqlite")) == 8
+    # The re-measurements of the fastest after the search are recorded and replayed as well.
+    confirm = lambda name: [(r["steps"], r["time_s"]) for r in Database(tmp_path / name).records(strategy="confirm")]  # noqa: E731
+    assert confirm("replayed.sqlite") == confirm("recorded.sqlite") and confirm("recorded.sqlite")
     assert replayed.best_steps == recorded.best_steps and replayed.trace() == recorded.trace()
+    assert replayed.best_time_s == recorded.best_time_s
     assert [(s.status, s.time_s) for s in replayed.history] == [(s.status, s.time_s) for s in recorded.history]
     a, b = recorded.llm_stats, replayed.llm_stats
     assert a.calls >= 3 and a.fallback_reasons["LLMTimeout"] == 1 and a.fallback_reasons["no valid proposal"] == 1
     assert b.mode == "replay" and (b.calls, b.tokens, b.fallbacks) == (a.calls, a.tokens, a.fallbacks)
     assert dict(b.fallback_reasons) == dict(a.fallback_reasons) and b.dropped == a.dropped
-    assert b.replay_mismatches == 0 and b.replay_measured == 0 and b.replay_samples == 8
+    assert b.replay_mismatches == 0 and b.replay_measured == 0
+    assert b.replay_samples == 8 + len(confirm("recorded.sqlite"))
     assert KEY not in recording.read_text()
 
 

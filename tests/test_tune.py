@@ -48,7 +48,12 @@ def test_each_strategy_spends_exactly_its_budget_and_finds_a_correct_faster_kern
     common = 2.0 * result.baseline_time_s
     rescaled = result.best_so_far(common)
     assert [x for _, x in rescaled] == pytest.approx([2.0 * x for _, x in curve])
-    assert rescaled[-1][1] == pytest.approx(common / result.best_time_s)
+    fastest_sample = min(s.time_s for s in result.history if s.time_s)
+    assert rescaled[-1][1] == pytest.approx(common / fastest_sample)
+    # The best is the confirmed one: a measured sample, judged by the median of its re-measurements.
+    best = next(c for c in result.confirmed if c.steps == result.best_steps)
+    assert result.best_time_s == best.median_s == min(c.median_s for c in result.confirmed)
+    assert best.times_s[0] == next(s.time_s for s in result.history if s.steps == result.best_steps)
 
 
 def test_mcts_tree_is_exported_with_measured_nodes(tmp_path: Path) -> None:
@@ -238,3 +243,73 @@ def test_progress_lines_name_the_decisions_that_tell_candidates_apart() -> None:
     assert decisions(s.steps) == "tile 4x32 | order j_o,i_o,k,i_i,j_i | pack B"
     assert decisions(()) == "(unscheduled)" and decisions(mc.Schedule(C).parallel("i").steps) == "parallel(loop='i')"
     assert len(decisions(s.steps, limit=20)) == 20
+
+
+def test_confirmation_judges_the_fastest_by_their_medians_not_by_one_lucky_timing(tmp_path: Path) -> None:
+    """The winner's curse: the search's fastest sample (a lucky draw) measures slower on every later
+    try; re-measured side by side with the runner-up, the runner-up is the best. A candidate that
+    fails its re-measurement is dropped, and the database's best agrees with the tune's."""
+    from minicompiler.schedule import Step
+    from minicompiler.search.proposer import Proposal
+    *_, C = _matmul(64)
+    lucky, steady, flaky = 4, 8, 16          # the split factors of three candidates
+
+    class Three:
+        def propose(self, context: Context, n: int) -> list[Proposal]:
+            if context.schedule.steps:
+                return []
+            options = [(Step.make("split", loop="j", factor=f),) for f in (lucky, steady, flaky, 2)]
+            return [Proposal(o) for o in options if o not in set(context.tried)][:n]
+
+    class Noisy:
+        def __init__(self) -> None:
+            self.calls: dict[int, int] = {}
+
+        def measure(self, steps: list) -> MeasureResult:
+            if not steps:
+                return MeasureResult("ok", 1.0)
+            factor = steps[0].kwargs.get("factor", 0)    # 0: the rollout of the root, all heuristic
+            n = self.calls[factor] = self.calls.get(factor, 0) + 1
+            if factor == lucky:
+                return MeasureResult("ok", 0.010 if n == 1 else 0.030)   # once lucky, then slow
+            if factor == flaky:
+                return MeasureResult("ok", 0.005) if n == 1 else MeasureResult("crash", None, error="died")
+            return MeasureResult("ok", {steady: 0.015}.get(factor, 0.5))
+
+    measurer = Noisy()
+    db = tmp_path / "db.sqlite"
+    result = mc.tune(C, budget=6, proposer=Three(), measurer=measurer, database=db, seed=0, threads=1,
+                     progress=False)
+    assert min(s.time_s for s in result.history if s.time_s) == 0.005          # the search saw the flaky one
+    assert result.best_steps[0].kwargs["factor"] == steady and result.best_time_s == 0.015
+    assert measurer.calls == {0: 1, lucky: 3, steady: 3, flaky: 2, 2: 1}        # 2 rounds; the crash ends flaky's
+    confirmed = {c.steps[0].kwargs["factor"]: c for c in result.confirmed}
+    assert set(confirmed) == {lucky, steady}
+    assert confirmed[lucky].times_s == (0.010, 0.030, 0.030) and confirmed[lucky].median_s == 0.030
+    assert result.samples == 6 == len(Database(db).records(run_id=result.run_id))   # not samples
+    assert len(Database(db).records(run_id=result.run_id + ":confirm", strategy="confirm")) == 5
+    best = Database(db).best(Workload(C).key, mc.Target.host().key(), 1)
+    assert best is not None and Step.from_json(best["steps"][0]).kwargs["factor"] == steady
+    # Off: the plain minimum, as measured.
+    plain = mc.tune(C, budget=6, proposer=Three(), measurer=Noisy(), database=tmp_path / "plain.sqlite", seed=0,
+                    threads=1, progress=False, confirm=0)
+    assert plain.best_time_s == 0.005 and plain.confirmed == []
+    with pytest.raises(ValueError, match="confirm"):
+        mc.tune(C, budget=2, confirm=-1, database=tmp_path / "db.sqlite")
+
+
+def test_database_best_is_the_schedule_with_the_lowest_median(tmp_path: Path) -> None:
+    db = Database(tmp_path / "db.sqlite")
+    def add(steps: list, time_s: float, status: str = "ok") -> None:
+        db.append({"run_id": "r", "sample": len(db) + 1, "workload": "w", "target": "t", "threads": 1,
+                   "steps": steps, "status": status, "time_s": time_s})
+    once_lucky = [{"op": "split", "loop": "i", "factor": 2}]
+    steady = [{"op": "split", "loop": "i", "factor": 4}]
+    for t in (1.0, 3.0, 3.0):
+        add(once_lucky, t)
+    add(steady, 2.0)
+    add(steady, 2.2)
+    add([{"op": "split", "loop": "i", "factor": 8}], 0.5, status="wrong")    # never chosen
+    best = db.best("w", "t", 1)
+    assert best is not None and best["steps"] == steady and best["time_s"] == 2.0
+    assert db.best("w", "t", 2) is None and Database(tmp_path / "none.sqlite").best("w", "t", 1) is None

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -104,7 +105,7 @@ class Recording:
             raise ValueError(f"no LLM recording at {self.path} (make one with llm_record= / --llm-record)")
         self.header: dict[str, Any] = {}
         self.calls: list[dict[str, Any]] = []
-        self.samples: dict[str, dict[str, Any]] = {}
+        self.samples: dict[str, list[dict[str, Any]]] = {}   # every measurement of a trace, in order
         for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
@@ -118,12 +119,15 @@ class Recording:
             elif kind == "llm":
                 self.calls.append(event)
             elif kind == "sample":
-                self.samples.setdefault(_trace_key(event["steps"]), event)
+                self.samples.setdefault(_trace_key(event["steps"]), []).append(event)
         if self.header.get("version") != VERSION:
             raise ValueError(f"{self.path} is not an LLM recording of version {VERSION}")
 
-    def sample(self, steps: Sequence[Step]) -> Optional[dict[str, Any]]:
-        return self.samples.get(_trace_key(steps))
+    def sample(self, steps: Sequence[Step], repeat: int = 0) -> Optional[dict[str, Any]]:
+        """The ``repeat``-th recorded measurement of this trace (a tune re-measures its fastest
+        schedules after the search: see ``Session.confirm``); the last one when there are fewer."""
+        events = self.samples.get(_trace_key(steps))
+        return events[min(repeat, len(events) - 1)] if events else None
 
 
 class ReplayClient:
@@ -204,10 +208,13 @@ class ReplayMeasurer:
         self.measurer, self.recording = measurer, recording
         self.replayed = 0
         self.measured = 0            # candidates the recording did not have: a divergence
+        self._asked: Counter[str] = Counter()   # how often each trace was measured so far
 
     def measure(self, steps: Sequence[Step]) -> Any:
         from minicompiler.search.measure import MeasureResult
-        event = self.recording.sample(tuple(steps))
+        key = _trace_key(steps)
+        event = self.recording.sample(tuple(steps), self._asked[key])
+        self._asked[key] += 1
         if event is None:
             self.measured += 1
             return self.measurer.measure(steps)

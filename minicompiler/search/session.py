@@ -9,6 +9,7 @@ deterministic strategy walks its old path for free and carries on where it stopp
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,18 @@ class Sample:
     best_s: Optional[float]   # best time so far, after this sample
     wall_s: float             # seconds since the session started
     error: str = ""           # what went wrong, for a sample that is not "ok"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A schedule re-measured after the search: its first time (the sample) and the re-measurements."""
+    steps: tuple[Step, ...]
+    sample: int                 # the sample that first measured it
+    times_s: tuple[float, ...]  # the sample's time, then one per round
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
 
 
 def trace_key(steps: tuple[Step, ...]) -> str:
@@ -103,15 +116,66 @@ class Session:
                         time.perf_counter() - self.started, error[:500])
         self.history.append(sample)
         if write:
-            self.database.append(TuningRecord(
-                run_id=self.run_id, sample=sample.index, workload=self.workload.key,
-                workload_name=self.workload.name, target=self.target.key(), threads=self.threads,
-                strategy=self.strategy, proposer=self.proposer, seed=self.seed,
-                steps=[s.to_json() for s in steps], status=status, time_s=time_s, compile_s=compile_s,
-                error=error[:500], timestamp=time.time()))
+            self.database.append(self._database_record(steps, status, time_s, sample.index, compile_s, error))
         if self.progress is not None:
             self.progress(self, sample)
         return time_s
+
+    # -- confirming ---------------------------------------------------------------------------
+    def confirm(self, top: int = 3, rounds: int = 2) -> list[Confirmation]:
+        """Re-measure the ``top`` fastest schedules ``rounds`` more times, interleaved, and make the
+        best the one with the lowest median of all its times. Not samples: no new candidate.
+
+        Why: the best of many noisy measurements is biased towards a lucky draw (the winner's
+        curse); on a shared or many-core machine a candidate measured in a quiet moment can look
+        10-30 % faster than one as good or better. Interleaving the rounds spreads a slow moment over
+        all of them. A candidate that fails a re-measurement (a crash, a wrong result, a timeout) is
+        dropped. The times go to the database under the run id + ":confirm" (strategy "confirm"),
+        so ``Database.best`` judges these schedules by their medians too."""
+        fastest: dict[str, Sample] = {}
+        for sample in sorted((s for s in self.history if s.time_s is not None and s.steps),
+                             key=lambda s: s.time_s):
+            fastest.setdefault(trace_key(sample.steps), sample)
+        chosen = list(fastest.values())[:top]
+        if len(chosen) < 2 or rounds < 1:
+            return []
+        if self.progress is not None:
+            print(f"confirming: the {len(chosen)} fastest measured {rounds} more times each, interleaved",
+                  file=sys.stderr, flush=True)
+        times = {trace_key(s.steps): [s.time_s] for s in chosen}
+        failed: set[str] = set()
+        count = 0
+        for _ in range(rounds):
+            for sample in chosen:
+                key = trace_key(sample.steps)
+                if key in failed:
+                    continue
+                result = self.measurer.measure(list(sample.steps))
+                count += 1
+                status, time_s = result.status, result.time_s if result.status == "ok" else None
+                if time_s is None:
+                    failed.add(key)
+                else:
+                    times[key].append(time_s)
+                self.database.append(self._database_record(
+                    sample.steps, status, time_s, count, error=getattr(result, "error", ""),
+                    run_id=f"{self.run_id}:confirm", strategy="confirm"))
+        confirmed = [Confirmation(s.steps, s.index, tuple(times[trace_key(s.steps)]))
+                     for s in chosen if trace_key(s.steps) not in failed]
+        if confirmed:
+            winner = min(confirmed, key=lambda c: c.median_s)
+            self.best_steps, self.best_s = winner.steps, winner.median_s
+        return confirmed
+
+    def _database_record(self, steps: tuple[Step, ...], status: str, time_s: Optional[float], sample: int,
+                         compile_s: float = 0.0, error: str = "", run_id: str = "",
+                         strategy: str = "") -> TuningRecord:
+        return TuningRecord(
+            run_id=run_id or self.run_id, sample=sample, workload=self.workload.key,
+            workload_name=self.workload.name, target=self.target.key(), threads=self.threads,
+            strategy=strategy or self.strategy, proposer=self.proposer, seed=self.seed,
+            steps=[s.to_json() for s in steps], status=status, time_s=time_s, compile_s=compile_s,
+            error=error[:500], timestamp=time.time())
 
     def speedup(self, time_s: Optional[float]) -> float:
         if time_s is None or self.baseline_s is None:

@@ -33,7 +33,7 @@ from .measure import Measurer
 from .heuristic import HeuristicProposer, greedy_schedule
 from .proposer import TuneHooks, with_hooks
 from .random_search import RandomSearch
-from .session import Sample, Session, print_progress
+from .session import Confirmation, Sample, Session, print_progress
 from .workload import Workload
 
 STRATEGIES = ("mcts", "evolutionary", "random")
@@ -54,6 +54,7 @@ class TuneResult:
     tree: Optional[nx.DiGraph] = None
     llm_stats: Any = None          # the proposer's report: LLMStats for the LLM (calls, tokens, fallbacks, cost)
     defects: list[Defect] = field(default_factory=list)   # internal compiler errors met while trying steps
+    confirmed: list[Confirmation] = field(default_factory=list)  # the fastest ones re-measured; best by median
     _kernel: Any = field(default=None, repr=False)
 
     @property
@@ -157,14 +158,20 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
          database: Any = None, seed: Optional[int] = None, threads: Optional[int] = None,
          inputs: Optional[Sequence[Tensor]] = None, resume: bool = False, progress: bool = True,
          timeout_s: float = 60.0, measurer: Any = None, c: float = math.sqrt(2), branching: int = 2,
-         name: str = "", llm: Any = None) -> TuneResult:
+         name: str = "", llm: Any = None, confirm: int = 3) -> TuneResult:
     """Search ``budget`` measured samples for the fastest schedule of ``tensor``.
 
     ``proposer``: "heuristic" (offline), "llm" (an OpenAI-compatible endpoint configured by ``llm``,
     an ``minicompiler.llm.LLMConfig`` or a dict of its fields; unset fields come from
-    $OPENAI_BASE_URL, $OPENAI_API_KEY, $MINICOMPILER_LLM_MODEL), or a proposer object."""
+    $OPENAI_BASE_URL, $OPENAI_API_KEY, $MINICOMPILER_LLM_MODEL), or a proposer object.
+
+    ``confirm``: after the search, the ``confirm`` fastest schedules are measured twice more,
+    interleaved, and the best is the one with the lowest median (``Session.confirm``: the minimum
+    of noisy timings favours a lucky one). These re-measurements are not samples; 0 turns it off."""
     if not isinstance(tensor, Tensor) or tensor.op is None:
         raise TypeError("tune() takes a computed tensor (from compute() or einsum on placeholders)")
+    if not isinstance(confirm, int) or isinstance(confirm, bool) or confirm < 0:
+        raise ValueError(f"confirm is how many of the fastest schedules to re-measure (0: none), got {confirm!r}")
     if not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be a positive number of samples, got {budget!r}")
     if strategy not in STRATEGIES:
@@ -189,12 +196,13 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
     try:
         with collecting_defects() as defects:
             search.run(session, random.Random(seed))
+            confirmed = session.confirm(top=confirm) if confirm > 0 else []
     finally:
         if own_measurer:
             measurer.close()
     tree = search.tree() if isinstance(search, MCTS) else None
     result = TuneResult(workload, session.best_steps, session.best_s, session.baseline_s, session.history,
-                        run_id, tree, proposer_obj.finish(), defects)
+                        run_id, tree, proposer_obj.finish(), defects, confirmed)
     _check_measured(result)
     return result
 
