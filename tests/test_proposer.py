@@ -11,7 +11,7 @@ import pytest
 
 import minicompiler as mc
 from minicompiler.schedule.loops import loops
-from minicompiler.search.heuristic import greedy_schedule
+from minicompiler.search.heuristic import HeuristicProposer, greedy_schedule
 
 RNG = np.random.default_rng(0)
 
@@ -220,3 +220,31 @@ def test_contractions_of_one_program_can_share_one_blocking_decision() -> None:
     wd = RNG.standard_normal((200, 96), dtype=np.float32) * np.float32(200 ** -0.5)         # layers are
     for p in together:
         _check(greedy_schedule(s.replay(p.steps), _ZEN4), [x, wg, wu, wd], ((x @ wg) * (x @ wu)) @ wd)
+
+
+# ----------------------------------------------------------------------------- few-row products
+@pytest.mark.parametrize("target", [
+    mc.Target("x86_64-unknown-linux-gnu", "znver3", "+avx2,+fma", 256, 1),       # AVX2, 16 registers
+    mc.Target("x86_64-unknown-linux-gnu", "emeraldrapids", "+avx512f", 512, 4, l2_bytes=2 << 20),
+], ids=["avx2_1core", "avx512_4cores"])
+@pytest.mark.parametrize("shape", [(16, 200, 1300), (5, 97, 2101)], ids=["16x200x1300", "5x97x2101"])
+def test_a_few_row_product_is_offered_its_weight_blocks_copied_as_they_are_reached(target: mc.Target,
+                                                                                  shape: tuple) -> None:
+    """16 tokens reuse B too little to pack all of it first; the micro-kernel phase offers to copy
+    each reduction block of B in panels (cache_read at the blocked reduction loop) beside the plain
+    kernel: a variant for the search to measure. Its kernel is correct on shapes the tiles do not divide."""
+    m, n, k = shape
+    A, B = mc.placeholder((m, k), name="A"), mc.placeholder((k, n), name="B")
+    C = mc.einsum("ik,kj->ij", A, B)
+    proposer = HeuristicProposer()
+    greedy = _greedy(C, target)
+    assert not _ops(greedy, "pack") and not _ops(greedy, "cache_read")
+    tiled = mc.Schedule(C).replay([st for st in greedy.steps if st.op in ("tile", "split", "reorder")][:3])
+    proposals = proposer._microkernel(tiled, target)
+    copies = [p for p in proposals if any(st.op == "cache_read" for st in p.steps)]
+    assert copies, [p.steps for p in proposals]
+    copy = next(st for st in copies[0].steps if st.op == "cache_read")
+    assert copy.kwargs["tensor"] == "B" and copy.kwargs["at"].endswith("_o") and copy.kwargs["panel"] >= 8
+    a = RNG.standard_normal((m, k), dtype=np.float32)
+    b = RNG.standard_normal((k, n), dtype=np.float32)
+    _check(tiled.replay(copies[0].steps), [a, b], a @ b)

@@ -274,6 +274,16 @@ MATMUL_TRANSFORMS: dict[str, Callable[[mc.Schedule], mc.Schedule]] = {
     "pack_B_rows": lambda s: s.pack("B", 0, 16),
     "pack_A_rows": lambda s: s.pack("A", 0, 6),
     "pack_A_columns": lambda s: s.pack("A", 1, 32),
+    "cache_read_B_at_k_block": lambda s: s.tile("i", "j", 4, 8).split("k", 5)
+        .reorder("i_o", "j_o", "k_o", "k_i", "i_i", "j_i").cache_read("B", "k_o"),
+    "cache_read_A_rows": lambda s: s.split("i", 3).cache_read("A", "i_o"),
+    "cache_read_B_whole": lambda s: s.cache_read("B", "i"),
+    # The skinny-product kernel: a column chunk per core, B's kc x nc block copied in panels as wide
+    # as the register tile, the tile accumulated in registers; edges in every dimension.
+    "cache_read_B_panels": lambda s: s.tile("i", "j", 4, 8).split("k", 6).split("j_o", 3)
+        .reorder("j_o_o", "k_o", "j_o_i", "i_o", "k_i", "i_i", "j_i").cache_write("C", "i_o")
+        .cache_read("B", "k_o", panel=8).vectorize("B_block_c2").unroll("i_i").vectorize("j_i")
+        .parallel("j_o_o"),
 }
 
 
@@ -286,7 +296,8 @@ def test_matmul_transform_matches_numpy(transform: str, shape: tuple[int, int, i
 
 @pytest.mark.parametrize("dtype", ["float64", "int32"])
 @pytest.mark.parametrize("transform", ["tile_6x32", "vectorize_j_inner", "unroll_partial_j", "cache_write_at_tile",
-                                       "pack_B_columns", "parallel_split_outer", "fuse_i_j"])
+                                       "pack_B_columns", "parallel_split_outer", "fuse_i_j",
+                                       "cache_read_B_panels"])
 def test_matmul_transform_in_other_dtypes(transform: str, dtype: str) -> None:
     s = MATMUL_TRANSFORMS[transform](mc.Schedule(matmul(37, 53, 29, dtype)))
     check_matmul(s, 37, 53, 29, dtype)
@@ -438,7 +449,12 @@ def conv_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lambda s: s.split("x", 4).reorder("x_o", "c", "r", "q", "x_i"),
     lambda s: s.split("x", 4).reorder("x_o", "c", "r", "q", "x_i").unroll("x_i").parallel("f"),
     lambda s: s.split("y", 3).parallel("y_o").unroll("q"),
-], ids=["default", "split_reorder_x", "unroll_x_parallel_f", "split_y_parallel"])
+    # The rows a block of output rows reads start one row above it (and beyond the image's edges):
+    # the copy covers them, guarded, and the where() in the body still decides what is read.
+    lambda s: s.split("y", 3).cache_read("X", "y_o").parallel("f"),
+    lambda s: s.cache_read("X", "x").cache_read("W", "f"),
+], ids=["default", "split_reorder_x", "unroll_x_parallel_f", "split_y_parallel", "cache_read_rows_of_x",
+        "cache_read_window_and_filter"])
 def test_conv2d_with_padding_in_the_body(schedule: Callable[[mc.Schedule], mc.Schedule]) -> None:
     x, w, ref = conv_inputs()
     assert_close(mc.build(schedule(mc.Schedule(conv2d_padded_in_body())))(x, w), ref, 27)
@@ -597,6 +613,10 @@ ILLEGAL: dict[str, tuple[Callable[[], object], str]] = {
                                      "not written inside i"),
     "cache_write_unknown_tensor": (lambda: _mm().cache_write("Z", at="i"), "no tensor named 'Z'"),
     "cache_write_marked_loop": (lambda: _mm().parallel("i").cache_write("C", at="i"), "mark loops after"),
+    "cache_read_written_tensor": (lambda: _mm().cache_read("C", "i"), "written inside i"),
+    "cache_read_marked_loop": (lambda: _mm().parallel("i").cache_read("B", "i"), "mark loops after caching"),
+    "cache_read_unused_tensor": (lambda: _mm().cache_read("A", "i_init"), "not used inside"),
+    "cache_read_panel_zero": (lambda: _mm().cache_read("B", "i", panel=0), "positive integer"),
     "pack_computed_tensor": (lambda: _mm().pack("C", 0, 4), "applies to an input"),
     "pack_dim_too_large": (lambda: _mm().pack("B", 2, 4), "dim must be 0..1"),
     "pack_dim_negative": (lambda: _mm().pack("B", -1, 4), "dim must be a non-negative integer"),

@@ -25,7 +25,7 @@ from .step import Step, trace_from_json, trace_to_json
 # name -> the primitive's one declaration, in the order a reader (and the LLM prompt) meets them:
 # restructure, then mark, then storage and stages.
 _ORDER = ("split", "tile", "reorder", "fuse", "parallel", "vectorize", "unroll",
-          "cache_write", "pack", "compute_at", "compute_inline")
+          "cache_write", "cache_read", "pack", "compute_at", "compute_inline")
 PRIMITIVES: dict[str, Primitive] = {name: REGISTRY[name] for name in _ORDER}
 assert set(PRIMITIVES) == set(REGISTRY), "a new primitive needs its place in _ORDER"
 
@@ -117,6 +117,11 @@ class Schedule:
 
     def cache_write(self, tensor: str, at: str) -> "Schedule":
         return self._extend(_step("cache_write", tensor=tensor, at=at))
+
+    def cache_read(self, tensor: str, at: str, panel: Optional[int] = None) -> "Schedule":
+        args: dict[str, Any] = {"tensor": tensor, "at": at}
+        args.update({"panel": panel} if panel is not None else {})
+        return self._extend(_step("cache_read", **args))
 
     def pack(self, tensor: str, dim: int, factor: int) -> "Schedule":
         return self._extend(_step("pack", tensor=tensor, dim=dim, factor=factor))

@@ -16,6 +16,8 @@ reads for one k are contiguous, and successive k are adjacent.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from ..ir.expr import Expr, Load, Var, const, select
 from ..ir.stmt import Accumulate, Alloc, For, Function, If, Seq, Stmt, Store, seq
 from ..ir.tensor import Tensor
@@ -200,3 +202,83 @@ def pack(func: Function, tensor: str, dim: int, factor: int) -> Function:
         fill = For(var, const(ext, "int64"), fill)
     body = _Retarget(target, packed, to_packed).visit(func.body)
     return func.with_body(Alloc(packed, seq(fill, body)))
+
+
+@primitive(tensor=TENSOR("a tensor the loop reads and does not write (a matrix operand)"),
+           at=LOOP("the loop each iteration of which reads its block from the local copy"),
+           panel=COUNT("lay the block out in panels this wide along its last dimension, as pack does "
+                       "(a vector-width multiple; the register tile's width)", required=False))
+def cache_read(func: Function, tensor: str, at: str, panel: Optional[int] = None) -> Function:
+    """Copy the block of ``tensor`` that one iteration of loop ``at`` reads into a small dense
+    buffer <tensor>_block at the start of the iteration, and read it from there (BLIS packs each
+    kc x nr block of B so). Rows of a large matrix lie a power of two apart and fall into the
+    same few cache sets: a 32 x 24 block of a 7168 x 2048 B has 32 rows 8 KiB apart, all in two
+    sets of an 8-way L1, and is evicted before the next register tile reuses it; copied, it is
+    3 KiB of consecutive lines. Unlike pack (one copy of the whole tensor before the loops), the
+    copy is a block at a time, read once from memory: cheap where the product has few rows.
+    With ``panel``, the block's last dimension is split into panels of that width, panel index
+    first (B_block[j // 24, k, j % 24]): the 24 columns a register tile reads for one k are
+    contiguous and successive k adjacent, so the tile walks one dense stream. Creates loops
+    <tensor>_block_c0.. (the copy, in the block's layout).
+
+    Legal when: ``at`` is serial (cache before marking loops); the tensor is read inside ``at``
+    and not written there; its indices there are affine.
+    """
+    target = find_tensor(func, tensor)
+    loop = find_loop(func, at)
+    if loop.kind != "serial":
+        raise ScheduleError(f"cache_read at {at}: mark loops after caching")
+    found = accesses(loop.body, target)
+    if any(isinstance(a, (Store, Accumulate)) for a in found):
+        raise ScheduleError(f"cache_read: {tensor} is written inside {at}; a copy would go stale")
+    region = region_in(loop.body, target, f"cache_read {tensor} at {at}")
+    taken = used_names(func)
+    extent = region.extent
+    if panel is not None:
+        panel = min(panel, extent[-1])
+        shape = (-(-extent[-1] // panel),) + extent[:-1] + (panel,)
+    else:
+        shape = extent
+    block = Tensor(fresh_name(taken, f"{tensor}_block"), shape, target.dtype)
+
+    def layout(local: tuple[Expr, ...]) -> tuple[Expr, ...]:
+        """Block coordinates (0 .. extent) to the buffer's indices."""
+        if panel is None:
+            return local
+        return (local[-1] // panel,) + local[:-1] + (local[-1] % panel,)
+
+    # The copy walks the block in the tensor's order (rows, then along each row: long contiguous
+    # reads, which the prefetcher follows), the last dimension split by the panel width if any.
+    loop_extents = extent[:-1] + ((shape[0], panel) if panel is not None else (extent[-1],))
+    loop_vars = [Var(fresh_name(taken, f"{block.name}_c{d}")) for d in range(len(loop_extents))]
+    if panel is not None:
+        local: tuple[Expr, ...] = tuple(loop_vars[:-2]) + (loop_vars[-2] * panel + loop_vars[-1],)
+        buffer_index: tuple[Expr, ...] = (loop_vars[-2],) + tuple(loop_vars[:-2]) + (loop_vars[-1],)
+    else:
+        local = buffer_index = tuple(loop_vars)
+    index = tuple(o + l + lo if lo else o + l for o, l, lo in zip(region.outer, local, region.lo))
+    # Guarded like cache_write's copy (a guarded store vectorizes with a mask; a guarded read does
+    # not): the block's points beyond the tensor's edge (or the last panel's padding) stay unset,
+    # and the loops inside only use them for outputs beyond the edge, never written back.
+    tests: list[Expr] = []
+    for i, size, lo in zip(index, target.shape, region.lo):
+        tests += ([i >= const(0, "int64")] if lo < 0 else []) + [i < const(size, "int64")]
+    if panel is not None and extent[-1] % panel:
+        tests.append(local[-1] < const(extent[-1], "int64"))
+    fill: Stmt = Store(block, buffer_index, Load(target, index))
+    if tests:
+        cond = tests[0]
+        for test in tests[1:]:
+            cond = cond & test
+        fill = If(cond, fill)
+    for var, size in zip(reversed(loop_vars), reversed(loop_extents)):
+        fill = For(var, const(size, "int64"), fill)
+
+    def to_block(indices: tuple[Expr, ...]) -> tuple[Expr, ...]:
+        from ..passes.simplify import simplify_expr
+        local = tuple(i - o - lo if lo else i - o for i, o, lo in zip(indices, region.outer, region.lo))
+        return tuple(simplify_expr(i) for i in layout(local))
+
+    body = _Retarget(target, block, to_block).visit(loop.body)
+    return replace_stmt(func, loop, lambda old: For(old.var, old.extent,  # type: ignore[attr-defined]
+                                                    Alloc(block, seq(fill, body)), old.kind))

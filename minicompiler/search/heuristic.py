@@ -210,6 +210,7 @@ class HeuristicProposer(TuneHooks):
         # costs one extra read and write of the operand, so it pays only with enough reuse
         # (a 16-token matmul streaming its weights once must not copy them first).
         m_total = 1
+        block_copy: list[Step] = []
         if packed is not None:
             load = next(l for l in nest.reads() if l.tensor.name == packed.kwargs["tensor"])
             used = _index_names(load)
@@ -220,6 +221,7 @@ class HeuristicProposer(TuneHooks):
             # (Kᵀ in Q·Kᵀ): without the copy every vector would be a gather, so pack it anyway.
             strided = packed.kwargs["dim"] != load.tensor.ndim - 1
             if m_total < 64 and not strided:
+                block_copy = self._block_copy_steps(schedule, nest, packed)
                 packed = None
         if packed is not None:
             # The copy is a loop nest of its own: run it on every core too.
@@ -234,6 +236,11 @@ class HeuristicProposer(TuneHooks):
         plain = [t for t in tail if t.op != "parallel"]
         proposals.append(Proposal(tuple(base + plain), "accumulate the tile in registers; unroll rows, "
                                                         "vectorize columns"))
+        if block_copy:
+            proposals.append(Proposal(tuple(base + block_copy + plain), (
+                "accumulate the tile in registers; copy each reduction block of the streamed operand "
+                "into panels as it is reached (read once, contiguously; its rows a power of two apart "
+                "would share cache sets)")))
         rows = self._pack_rows_step(schedule, nest, im_i) if im_i else None
         if rows is not None:   # BLIS packs both operands; measured, not assumed, to pay here
             both = (base + ([packed] if packed is not None else []) + [rows] +
@@ -241,6 +248,24 @@ class HeuristicProposer(TuneHooks):
             proposals.append(Proposal(tuple(both), "also pack the broadcast operand in panels of the tile's "
                                                    "rows, so its mr values per reduction step are adjacent"))
         return proposals
+
+    @staticmethod
+    def _block_copy_steps(schedule: Schedule, nest: Nest, packed: Step) -> list[Step]:
+        """Few rows reuse B too little to pack all of it first: copy the block of it that one
+        iteration of the blocked reduction loop reads (kc rows of the columns inside), in panels
+        of the tile's width, and vectorize the copy. [] when the reduction is not blocked."""
+        blocked = [l.var.name for l in nest.loops if l.var.name.endswith("_o")
+                   and l.var.name[:-2] in {r.split("_")[0] for r in nest.reduction}]
+        if not blocked:
+            return []
+        tensor, panel = packed.kwargs["tensor"], nest.extent(nest.names[-1])
+        copy = Step.make("cache_read", tensor=tensor, at=blocked[0], panel=panel)
+        trial = try_steps(schedule, [copy])
+        if trial is None:
+            return []
+        inner = [n for n in trial.loops if n.startswith(f"{tensor}_block_c")]
+        vector = Step.make("vectorize", loop=inner[-1]) if inner else None
+        return [copy, vector] if vector is not None and try_steps(trial, [vector]) is not None else [copy]
 
     @staticmethod
     def _pack_rows_step(schedule: Schedule, nest: Nest, im_i: str) -> Optional[Step]:

@@ -61,6 +61,9 @@ class Space:
                 for loop in nest.loops:
                     yield Step.make("cache_write", tensor=nest.write.tensor.name, at=loop.var.name)
         for t in func.inputs:
+            for loop in loops(func):   # a block of an input copied per iteration of a block loop
+                if loop.kind == "serial" and loop.var.name.endswith("_o"):
+                    yield Step.make("cache_read", tensor=t.name, at=loop.var.name)
             for dim in range(t.ndim):
                 for f in (lanes, 2 * lanes):
                     if t.shape[dim] > f:
