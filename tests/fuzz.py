@@ -543,19 +543,20 @@ def shrink_programs(prog: dict) -> Iterator[dict]:
 
 
 # ============================================================================ steps
-OPS = ["split", "tile", "reorder", "fuse", "parallel", "vectorize", "unroll", "cache_write", "cache_read", "pack",
-       "compute_at", "compute_inline"]
+OPS = ["split", "tile", "reorder", "fuse", "parallel", "vectorize", "unroll", "cache_write", "cache_read", "prefetch",
+       "pack", "compute_at", "compute_inline"]
 BAD_OPS = ["splitt", "Split", "", " split", "tile2", "apply", "__init__", "func", "vectorise", "inline",
            "cache_reads", "rfactor"]
 PARAMS = {
     "split": ["loop", "factor", "nparts"], "tile": ["outer_loop", "inner_loop", "outer_factor", "inner_factor"],
     "reorder": ["order"], "fuse": ["outer", "inner"], "parallel": ["loop"], "vectorize": ["loop"],
     "unroll": ["loop", "factor"], "cache_write": ["tensor", "at"], "cache_read": ["tensor", "at", "panel"],
+    "prefetch": ["tensor", "at", "distance"],
     "pack": ["tensor", "dim", "factor"],
     "compute_at": ["tensor", "at"], "compute_inline": ["tensor"],
 }
 NAME_PARAMS = {"loop", "outer_loop", "inner_loop", "outer", "inner", "tensor", "at"}
-FACTOR_PARAMS = {"factor", "nparts", "outer_factor", "inner_factor", "panel"}
+FACTOR_PARAMS = {"factor", "nparts", "outer_factor", "inner_factor", "panel", "distance"}
 OPTIONAL = {("split", "factor"), ("split", "nparts"), ("unroll", "factor"), ("cache_read", "panel")}
 
 HUGE_INTS = [2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 63 - 1, 2 ** 63, -(2 ** 63), 2 ** 64, 10 ** 400, -(10 ** 400)]
@@ -566,7 +567,7 @@ BAD_OTHER: list[Any] = [True, False, None, 0.0, 0.5, 4.0, -1.5, 1e308, float("in
 INT_POOL = [1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 16, 17, 32, 64]
 EXTREME_INTS = [0, -1, 2 ** 31, 2 ** 31 - 1, 2 ** 32, 2 ** 62, 2 ** 63 - 1, 2 ** 63, 2 ** 64, 10 ** 400, 10 ** 6]
 SPACE_OP_WEIGHT = {"split": 1.5, "unroll": 1.0, "vectorize": 1.5, "parallel": 1.0, "reorder": 1.0, "fuse": 0.7,
-                   "cache_write": 1.0, "cache_read": 0.8, "pack": 0.8, "compute_at": 1.2, "compute_inline": 1.2}
+                   "cache_write": 1.0, "cache_read": 0.8, "prefetch": 0.5, "pack": 0.8, "compute_at": 1.2, "compute_inline": 1.2}
 
 
 def _weird(rng: random.Random) -> Any:
@@ -628,7 +629,7 @@ def _gen_steps(rng: random.Random, family: str, force: Optional[str] = None) -> 
            "long": [60, 28, 8, 4], "stages": [55, 40, 5, 0]}[profile]
     # "stages": new storage and moved stages (cache_write, pack, compute_at / compute_inline),
     # stacked on each other and scheduled further: where the transforms interact most.
-    stage_ops = ["cache_write", "cache_read", "pack", "compute_at", "compute_inline"]
+    stage_ops = ["cache_write", "cache_read", "prefetch", "pack", "compute_at", "compute_inline"]
     steps: list[dict] = []
     if rng.random() < 0.3:  # start from the heuristic proposer's choices: realistic, deep schedules
         for _ in range(rng.choice([1, 2, 3, 4, 6, 8])):
@@ -642,7 +643,7 @@ def _gen_steps(rng: random.Random, family: str, force: Optional[str] = None) -> 
             if profile == "stages" and rng.random() < 0.6:
                 steps[-1]["prefer"] = stage_ops
         elif kind == "real":
-            op = rng.choices(OPS, [14, 8, 12, 8, 6, 10, 10, 10, 8, 12, 9, 7])[0]
+            op = rng.choices(OPS, [14, 8, 12, 8, 6, 10, 10, 10, 8, 5, 12, 9, 7])[0]
             if profile == "stages" and rng.random() < 0.6:
                 op = rng.choice(stage_ops)
             steps.append({"kind": "real", "op": op, "r": r, "via": via})
@@ -952,6 +953,9 @@ class Runner:
             if rng.random() < 0.5:
                 args["panel"] = num()
             return args
+        if op == "prefetch":
+            return {"tensor": rng.choice(inputs if rng.random() < 0.9 else written), "at": rng.choice(loops),
+                    "distance": num()}
         if op == "pack":
             t = rng.choice(inputs if rng.random() < 0.9 or not scratch else scratch)
             ndim = len(next((x.shape for x in s.func.params if x.name == t), (1,)))

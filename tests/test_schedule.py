@@ -278,6 +278,10 @@ MATMUL_TRANSFORMS: dict[str, Callable[[mc.Schedule], mc.Schedule]] = {
         .reorder("i_o", "j_o", "k_o", "k_i", "i_i", "j_i").cache_read("B", "k_o"),
     "cache_read_A_rows": lambda s: s.split("i", 3).cache_read("A", "i_o"),
     "cache_read_B_whole": lambda s: s.cache_read("B", "i"),
+    "prefetch_B_two_blocks_ahead": lambda s: s.tile("i", "j", 4, 8).split("k", 5)
+        .reorder("k_o", "j_o", "i_o", "k_i", "i_i", "j_i").prefetch("B", "j_o", 2).unroll("i_i").vectorize("j_i"),
+    "prefetch_copied_block_ahead": lambda s: s.split("k", 4).reorder("k_o", "i", "j", "k_i")
+        .cache_read("B", "k_o").prefetch("B", "k_o", 1).prefetch("A", "i", 1),
     # The skinny-product kernel: a column chunk per core, B's kc x nc block copied in panels as wide
     # as the register tile, the tile accumulated in registers; edges in every dimension.
     "cache_read_B_panels": lambda s: s.tile("i", "j", 4, 8).split("k", 6).split("j_o", 3)
@@ -617,6 +621,10 @@ ILLEGAL: dict[str, tuple[Callable[[], object], str]] = {
     "cache_read_marked_loop": (lambda: _mm().parallel("i").cache_read("B", "i"), "mark loops after caching"),
     "cache_read_unused_tensor": (lambda: _mm().cache_read("A", "i_init"), "not used inside"),
     "cache_read_panel_zero": (lambda: _mm().cache_read("B", "i", panel=0), "positive integer"),
+    "prefetch_computed_tensor": (lambda: _mm().prefetch("C", "i", 1), "applies to an input"),
+    "prefetch_unread_tensor": (lambda: _mm().prefetch("A", "i_init", 1), "not read inside"),
+    "prefetch_marked_loop": (lambda: _mm().parallel("i").prefetch("A", "i", 1), "mark loops after"),
+    "prefetch_too_far": (lambda: _mm().prefetch("A", "i", 38), "distance must be 1..37"),
     "pack_computed_tensor": (lambda: _mm().pack("C", 0, 4), "applies to an input"),
     "pack_dim_too_large": (lambda: _mm().pack("B", 2, 4), "dim must be 0..1"),
     "pack_dim_negative": (lambda: _mm().pack("B", -1, 4), "dim must be a non-negative integer"),
@@ -853,3 +861,19 @@ def test_split_nparts_gives_at_most_nparts_outer_iterations() -> None:
     s = mc.Schedule(matmul(9, 8, 3)).split("i", nparts=4)
     assert "for i_o in range(3):" in str(s) and "for i_i in range(3):" in str(s)
     check_matmul(s, 9, 8, 3)
+
+
+def test_prefetch_is_one_hint_per_vector_and_reaches_the_machine_code() -> None:
+    """A prefetch changes no value (the transforms above check results); here: where it lands. In
+    the vectorized loop one hint per vector (its first lane), ahead by the distance; in the
+    assembly a prefetch instruction; past the end of B it is still only a hint (the runs above
+    prefetch rows beyond the last block)."""
+    s = (mc.Schedule(matmul(16, 64, 40)).tile("i", "j", 4, 16).split("k", 8)
+         .reorder("k_o", "j_o", "i_o", "k_i", "i_i", "j_i").prefetch("B", "k_o", 1).unroll("i_i").vectorize("j_i"))
+    lowered = str(mc.lower(s))
+    hints = [line.strip() for line in lowered.splitlines() if "prefetch(" in line]
+    assert hints and all("(k_o + 1) * 8" in h for h in hints), hints
+    assert all("ramp" not in h for h in hints)                        # one address per vector
+    assert "prefetch" in mc.assembly(s, mc.Target.host()) or "prfm" in mc.assembly(s, mc.Target.host())
+    assert "prfm" in mc.assembly(s, mc.Target.aarch64())              # NEON targets too
+    check_matmul(s, 16, 64, 40)

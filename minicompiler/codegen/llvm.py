@@ -20,7 +20,7 @@ from llvmlite import ir
 
 from ..dtypes import element, is_float, itemsize, lanes
 from ..ir.expr import BinOp, Broadcast, Call, Cast, Const, Expr, Load, Ramp, Select, Var
-from ..ir.stmt import Accumulate, Alloc, For, Function, If, Let, Seq, Stmt, Store
+from ..ir.stmt import Accumulate, Alloc, For, Function, If, Let, Prefetch, Seq, Stmt, Store
 from ..ir.tensor import Tensor
 from ..ir.visitor import walk
 from ..target import Target
@@ -112,6 +112,9 @@ class LLVMEmitter:
         return self.flat_address(tensor, [self.expr(i) for i in indices])
 
     def flat_address(self, tensor: Tensor, indices: list[ir.Value]) -> ir.Value:
+        return self.builder.gep(self.pointers[id(tensor)], [self.flat_index(tensor, indices)], inbounds=True)
+
+    def flat_index(self, tensor: Tensor, indices: list[ir.Value]) -> ir.Value:
         """Row-major: the last index varies fastest."""
         flat: ir.Value | None = None
         stride = 1
@@ -120,9 +123,16 @@ class LLVMEmitter:
                 term = self.builder.mul(term, ir.Constant(I64, stride))
             flat = term if flat is None else self.builder.add(flat, term)
             stride *= extent
-        if flat is None:  # a 0-d tensor
-            flat = ir.Constant(I64, 0)
-        return self.builder.gep(self.pointers[id(tensor)], [flat], inbounds=True)
+        return flat if flat is not None else ir.Constant(I64, 0)   # a 0-d tensor: its one element
+
+    def prefetch(self, tensor: Tensor, indices: tuple[Expr, ...]) -> None:
+        """llvm.prefetch (read, locality 3, data cache). The address is computed without
+        ``inbounds``: a prefetch may point past the tensor's end (it never faults there)."""
+        flat = self.flat_index(tensor, [self.expr(i) for i in indices])
+        pointer = self.builder.gep(self.pointers[id(tensor)], [flat], inbounds=False)
+        i32 = ir.IntType(32)
+        hint = self.external("llvm.prefetch.p0", ir.VoidType(), [pointer.type, i32, i32, i32])
+        self.builder.call(hint, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
 
     def load(self, tensor: Tensor, indices: tuple[Expr, ...]) -> ir.Value:
         return self.builder.load(self.address(tensor, indices), align=itemsize(tensor.dtype))
@@ -358,6 +368,8 @@ class LLVMEmitter:
                 self.vector_store(value, s.tensor, s.indices)
             else:
                 self.store(value, s.tensor, s.indices)
+        elif isinstance(s, Prefetch):
+            self.prefetch(s.tensor, s.indices)
         elif isinstance(s, Accumulate):
             op = "add" if s.op == "sum" else s.op
             if lanes(s.value.dtype) > 1:

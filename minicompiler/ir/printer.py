@@ -12,7 +12,7 @@ The aim is a listing a student can follow line by line::
 from __future__ import annotations
 
 from .expr import BinOp, Broadcast, Call, Cast, Const, Expr, Load, Ramp, Reduce, Select, Var
-from .stmt import Accumulate, Alloc, For, Function, If, Let, Seq, Stmt, Store
+from .stmt import Accumulate, Alloc, For, Function, If, Let, Prefetch, Seq, Stmt, Store
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%",
           "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "and", "or": "or"}
@@ -91,6 +91,8 @@ def _lines(s: Stmt, depth: int, out: list[str]) -> None:
         _lines(s.body, depth + 1, out)
     elif isinstance(s, Store):
         out.append(f"{pad}{_target(s.tensor.name, s.indices)} = {format_expr(s.value)}")
+    elif isinstance(s, Prefetch):
+        out.append(f"{pad}prefetch({_target(s.tensor.name, s.indices)})")
     elif isinstance(s, Accumulate):
         target = _target(s.tensor.name, s.indices)
         if s.op == "sum":

@@ -40,6 +40,15 @@ class Accumulate(Stmt):
 
 
 @dataclass(frozen=True)
+class Prefetch(Stmt):
+    """A hint: start bringing the cache line of ``tensor[indices]`` towards the core (read, keep in
+    all cache levels). Changes no value and never faults, even past the tensor's end."""
+
+    tensor: Tensor
+    indices: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
 class For(Stmt):
     var: Var
     extent: Expr

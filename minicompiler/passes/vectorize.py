@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..dtypes import lanes, with_lanes
 from ..ir.expr import BinOp, Broadcast, Call, Cast, Const, Expr, Load, Ramp, Select, Var
-from ..ir.stmt import Accumulate, For, Function, If, Let, Stmt, Store
+from ..ir.stmt import Accumulate, For, Function, If, Let, Prefetch, Stmt, Store
 from ..ir.visitor import Mutator, walk
 
 
@@ -74,6 +74,13 @@ class Widen(Mutator):
         indices = tuple(self.visit(i) for i in s.indices)
         value = self.visit(s.value)
         return Store(s.tensor, indices, self._store_value(indices, value))
+
+    def visit_Prefetch(self, s: Prefetch) -> Stmt:
+        # One prefetch per vector, of its first lane: a vector's lanes share one or two cache lines.
+        indices = tuple(self.visit(i) for i in s.indices)
+        if any(lanes(i.dtype) > 1 and not isinstance(i, Ramp) for i in indices):
+            raise NotVectorizable("a prefetch whose address is not a ramp")
+        return Prefetch(s.tensor, tuple(i.base if isinstance(i, Ramp) else i for i in indices))
 
     def visit_Accumulate(self, s: Accumulate) -> Stmt:
         indices = tuple(self.visit(i) for i in s.indices)

@@ -25,7 +25,7 @@ from .step import Step, trace_from_json, trace_to_json
 # name -> the primitive's one declaration, in the order a reader (and the LLM prompt) meets them:
 # restructure, then mark, then storage and stages.
 _ORDER = ("split", "tile", "reorder", "fuse", "parallel", "vectorize", "unroll",
-          "cache_write", "cache_read", "pack", "compute_at", "compute_inline")
+          "cache_write", "cache_read", "prefetch", "pack", "compute_at", "compute_inline")
 PRIMITIVES: dict[str, Primitive] = {name: REGISTRY[name] for name in _ORDER}
 assert set(PRIMITIVES) == set(REGISTRY), "a new primitive needs its place in _ORDER"
 
@@ -122,6 +122,9 @@ class Schedule:
         args: dict[str, Any] = {"tensor": tensor, "at": at}
         args.update({"panel": panel} if panel is not None else {})
         return self._extend(_step("cache_read", **args))
+
+    def prefetch(self, tensor: str, at: str, distance: int) -> "Schedule":
+        return self._extend(_step("prefetch", tensor=tensor, at=at, distance=distance))
 
     def pack(self, tensor: str, dim: int, factor: int) -> "Schedule":
         return self._extend(_step("pack", tensor=tensor, dim=dim, factor=factor))

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..ir.expr import Expr, Load, Var, const, select
-from ..ir.stmt import Accumulate, Alloc, For, Function, If, Seq, Stmt, Store, seq
+from ..ir.expr import Const, Expr, Load, Var, const, select
+from ..ir.stmt import Accumulate, Alloc, For, Function, If, Prefetch, Seq, Stmt, Store, seq
 from ..ir.tensor import Tensor
-from ..ir.visitor import Mutator, walk
+from ..ir.visitor import Mutator, substitute, walk
 from ..passes.loop_nest import reduction_identity
 from .loops import ScheduleError, enclosing_loops, find_loop, fresh_name, free_vars, replace_stmt, used_names
 from .params import COUNT, INDEX, LOOP, TENSOR, primitive
@@ -282,3 +282,46 @@ def cache_read(func: Function, tensor: str, at: str, panel: Optional[int] = None
     body = _Retarget(target, block, to_block).visit(loop.body)
     return replace_stmt(func, loop, lambda old: For(old.var, old.extent,  # type: ignore[attr-defined]
                                                     Alloc(block, seq(fill, body)), old.kind))
+
+
+@primitive(tensor=TENSOR("a program input the loop reads"),
+           at=LOOP("the loop whose later iteration's reads are prefetched"),
+           distance=COUNT("how many iterations of the loop ahead"))
+def prefetch(func: Function, tensor: str, at: str, distance: int) -> Function:
+    """Before every read of ``tensor`` inside loop ``at``, prefetch the element the same read will
+    load ``distance`` iterations of ``at`` later. Memory the hardware prefetchers would not fetch
+    in time (a block copied while the previous one is computed on: cache_read at ``at``, then
+    prefetch at ``at`` one ahead) arrives while the core computes. A prefetch past the tensor's end
+    is harmless: it never faults and changes nothing. In a vectorized loop, one per vector.
+
+    Legal when: the tensor is a program input read inside ``at`` (its storage exists throughout);
+    ``at`` is serial (prefetch before marking loops); 1 <= distance <= the loop's extent.
+    """
+    target = find_tensor(func, tensor)
+    if not any(target is t for t in func.inputs):
+        raise ScheduleError(f"prefetch applies to an input; {tensor} is computed here")
+    loop = find_loop(func, at)
+    if loop.kind != "serial":
+        raise ScheduleError(f"prefetch at {at}: mark loops after prefetching")
+    if not any(isinstance(a, Load) for a in accesses(loop.body, target)):
+        raise ScheduleError(f"prefetch: {tensor} is not read inside {at}")
+    extent = int(loop.extent.value) if isinstance(loop.extent, Const) else None
+    if extent is None or not 1 <= distance <= extent:
+        raise ScheduleError(f"prefetch distance must be 1..{extent} (the iterations of {at}), got {distance}")
+    ahead = {loop.var: loop.var + const(distance, "int64")}
+
+    class Insert(Mutator):
+        """A statement that reads the tensor gets the prefetches of its reads, ahead, before it."""
+
+        def _with_prefetches(self, s: Stmt) -> Stmt:
+            reads = [n for n in walk(s) if isinstance(n, Load) and n.tensor is target]
+            hints = [Prefetch(target, tuple(substitute(i, ahead) for i in r.indices)) for r in reads]
+            return seq(*dict.fromkeys(hints), s) if hints else s
+
+        def visit_Store(self, s: Store) -> Stmt:
+            return self._with_prefetches(s)
+
+        def visit_Accumulate(self, s: Accumulate) -> Stmt:
+            return self._with_prefetches(s)
+
+    return replace_stmt(func, loop, lambda old: For(old.var, old.extent, Insert().visit(old.body), old.kind))  # type: ignore[attr-defined]

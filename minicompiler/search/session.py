@@ -225,6 +225,7 @@ def decisions(steps: tuple[Step, ...], limit: int = 70) -> str:
              "reorder": lambda a: "order " + ",".join(a["order"]),
              "pack": lambda a: f"pack {a['tensor']}",
              "cache_read": lambda a: f"copy {a['tensor']}@{a['at']}",
+             "prefetch": lambda a: f"prefetch {a['tensor']}@{a['at']}+{a['distance']}",
              "compute_at": lambda a: f"{a['tensor']}@{a['at']}"}
     parts = [short[s.op](s.kwargs) for s in steps if s.op in short]
     text = " | ".join(parts) or str(steps[-1])

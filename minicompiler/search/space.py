@@ -64,6 +64,8 @@ class Space:
             for loop in loops(func):   # a block of an input copied per iteration of a block loop
                 if loop.kind == "serial" and loop.var.name.endswith("_o"):
                     yield Step.make("cache_read", tensor=t.name, at=loop.var.name)
+                    for distance in (1, 2):
+                        yield Step.make("prefetch", tensor=t.name, at=loop.var.name, distance=distance)
             for dim in range(t.ndim):
                 for f in (lanes, 2 * lanes):
                     if t.shape[dim] > f:
