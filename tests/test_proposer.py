@@ -239,7 +239,8 @@ def test_a_few_row_product_is_offered_its_weight_blocks_copied_as_they_are_reach
     proposer = HeuristicProposer()
     greedy = _greedy(C, target)
     assert not _ops(greedy, "pack") and not _ops(greedy, "cache_read")
-    tiled = mc.Schedule(C).replay([st for st in greedy.steps if st.op in ("tile", "split", "reorder")][:3])
+    blocked = greedy.steps[:[st.op for st in greedy.steps].index("reorder") + 1]   # tile, blocks, order
+    tiled = mc.Schedule(C).replay(blocked)
     proposals = proposer._microkernel(tiled, target)
     copies = [p for p in proposals if any(st.op == "cache_read" for st in p.steps)]
     assert copies, [p.steps for p in proposals]
@@ -248,3 +249,17 @@ def test_a_few_row_product_is_offered_its_weight_blocks_copied_as_they_are_reach
     a = RNG.standard_normal((m, k), dtype=np.float32)
     b = RNG.standard_normal((k, n), dtype=np.float32)
     _check(tiled.replay(copies[0].steps), [a, b], a @ b)
+
+
+def test_few_rows_get_a_chunked_blocking_second_whose_blocks_fit_half_of_l2() -> None:
+    from minicompiler.search.machine import COPY_KC
+    for target in (_ZEN4, _EMR.with_(cores=16), mc.Target("x86_64-unknown-linux-gnu", "znver3", "+avx2", 256, 2,
+                                                          l2_bytes=512 << 10)):
+        tile = tilings(target, 16, 8192, target.vector_lanes("float32"))[0]
+        ranked = blockings(target, 16, 8192, 5120, tile, 4)      # the MLP's gate and up products
+        chunk = next(b for b in ranked if b.name == "chunk")
+        assert ranked.index(chunk) == 1 and chunk.kc == COPY_KC and chunk.chunks >= target.cores
+        columns = -(-(-(-8192 // tile.nr)) // chunk.chunks) * tile.nr
+        assert COPY_KC * columns * 4 <= target.l2_bytes // 2 or columns == tile.nr
+    # Many rows: no chunks (the whole-B pack pays there).
+    assert all(b.name != "chunk" for b in blockings(_ZEN4, 1024, 1024, 1024, Tiling(6, 64), 4))
