@@ -313,3 +313,12 @@ def test_database_best_is_the_schedule_with_the_lowest_median(tmp_path: Path) ->
     best = db.best("w", "t", 1)
     assert best is not None and best["steps"] == steady and best["time_s"] == 2.0
     assert db.best("w", "t", 2) is None and Database(tmp_path / "none.sqlite").best("w", "t", 1) is None
+    # A schedule measured once does not compete with re-measured ones: on a machine that slowed down
+    # during the tune (every re-measurement ~8 % slower, as on the 16-core Xeon), its one early time
+    # would beat the tune's confirmed choice. Alone, a single time is all there is.
+    add([{"op": "split", "loop": "i", "factor": 16}], 1.5)
+    assert db.best("w", "t", 1)["steps"] == steady
+    only_once = Database(tmp_path / "once.sqlite")
+    only_once.append({"run_id": "r", "sample": 1, "workload": "w", "target": "t", "threads": 1,
+                      "steps": steady, "status": "ok", "time_s": 2.5})
+    assert only_once.best("w", "t", 1)["time_s"] == 2.5

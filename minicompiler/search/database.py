@@ -223,23 +223,25 @@ class Database:
 
         A schedule re-measured (a tune's confirmation, or several runs) is judged by the median of
         all its times, not by its luckiest one: the minimum over many noisy samples favours a lucky
-        draw (the winner's curse). A schedule that failed any of its measurements (a crash, a wrong
-        result, a timeout) is passed over. The record returned is the schedule's median one; the
-        earliest schedule wins ties."""
+        draw (the winner's curse). Where some of the candidates were re-measured, only those compete:
+        a schedule measured once is not compared with the medians of confirmed ones (on a machine
+        that slows down during a tune, every re-measurement is slower than the first: a one-off
+        time would beat the tune's own confirmed choice). A schedule that failed any of its
+        measurements (a crash, a wrong result, a timeout) is passed over. The record returned is
+        the schedule's median one; the earliest schedule wins ties."""
         where = "workload = ? AND target = ? AND threads = ?"
         params = (workload, target, threads)
         fastest = self._select(f"SELECT {', '.join(COLUMNS)} FROM samples WHERE {where} AND status = 'ok' "
                                f"AND time_s IS NOT NULL ORDER BY time_s, id LIMIT ?", params + (candidates,))
-        best: Optional[tuple[float, dict[str, Any]]] = None
+        schedules: list[list[dict[str, Any]]] = []
         for steps in dict.fromkeys(_column_value("steps", r["steps"]) for r in fastest):  # in order, once
             measured = self._select(f"SELECT {', '.join(COLUMNS)} FROM samples WHERE {where} AND steps = ? "
                                     f"ORDER BY time_s, id", params + (steps,))
-            if any(r["status"] != "ok" or r["time_s"] is None for r in measured):
-                continue   # it crashed, went wrong or timed out on another try: never the one to use
-            median = measured[(len(measured) - 1) // 2]   # the lower median: one of the records
-            if best is None or median["time_s"] < best[0]:
-                best = (median["time_s"], median)
-        return best[1] if best else None
+            if all(r["status"] == "ok" and r["time_s"] is not None for r in measured):
+                schedules.append(measured)   # (one that crashed, went wrong or timed out: never used)
+        remeasured = [m for m in schedules if len(m) > 1]
+        medians = [m[(len(m) - 1) // 2] for m in remeasured or schedules]   # the lower median: a record
+        return min(medians, key=lambda r: r["time_s"]) if medians else None   # min(): the first of ties
 
     def latest_run(self, workload: str, target: str, threads: int, strategy: str, proposer: str,
                    seed: Optional[int] = None) -> Optional[tuple[str, int]]:
