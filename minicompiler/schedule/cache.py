@@ -295,7 +295,7 @@ def prefetch(func: Function, tensor: str, at: str, distance: int) -> Function:
     is harmless: it never faults and changes nothing. In a vectorized loop, one per vector.
 
     Legal when: the tensor is a program input read inside ``at`` (its storage exists throughout);
-    ``at`` is serial (prefetch before marking loops); 1 <= distance <= the loop's extent.
+    ``at`` is serial (prefetch before marking loops); a distance beyond the loop's extent is its extent.
     """
     target = find_tensor(func, tensor)
     if not any(target is t for t in func.inputs):
@@ -305,9 +305,9 @@ def prefetch(func: Function, tensor: str, at: str, distance: int) -> Function:
         raise ScheduleError(f"prefetch at {at}: mark loops after prefetching")
     if not any(isinstance(a, Load) for a in accesses(loop.body, target)):
         raise ScheduleError(f"prefetch: {tensor} is not read inside {at}")
-    extent = int(loop.extent.value) if isinstance(loop.extent, Const) else None
-    if extent is None or not 1 <= distance <= extent:
-        raise ScheduleError(f"prefetch distance must be 1..{extent} (the iterations of {at}), got {distance}")
+    if not isinstance(loop.extent, Const):
+        raise ScheduleError(f"prefetch at {at}: the loop's extent is not a constant")
+    distance = min(distance, int(loop.extent.value))   # as every count: more than the loop means all of it
     ahead = {loop.var: loop.var + const(distance, "int64")}
 
     class Insert(Mutator):
