@@ -16,7 +16,7 @@ reads for one k are contiguous, and successive k are adjacent.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..ir.expr import Const, Expr, Load, Var, const, select
 from ..ir.stmt import Accumulate, Alloc, For, Function, If, Prefetch, Seq, Stmt, Store, seq
@@ -72,10 +72,10 @@ def copy_nest(region: Region, names: list[str], make) -> Stmt:  # noqa: ANN001
     return body
 
 
-def _guarded(tensor: Tensor, index: tuple[Expr, ...], stmt: Stmt) -> Stmt:
+def _guarded(tensor: Tensor, index: tuple[Expr, ...], stmt: Stmt, extra: Sequence[Expr] = ()) -> Stmt:
+    """``stmt`` under ``index < tensor.shape`` (and the ``extra`` conditions), if there are any."""
     cond = None
-    for i, extent in zip(index, tensor.shape):
-        c = i < const(extent, "int64")
+    for c in [i < const(extent, "int64") for i, extent in zip(index, tensor.shape)] + list(extra):
         cond = c if cond is None else cond & c
     return If(cond, stmt) if cond is not None else stmt
 
@@ -260,17 +260,10 @@ def cache_read(func: Function, tensor: str, at: str, panel: Optional[int] = None
     # Guarded like cache_write's copy (a guarded store vectorizes with a mask; a guarded read does
     # not): the block's points beyond the tensor's edge (or the last panel's padding) stay unset,
     # and the loops inside only use them for outputs beyond the edge, never written back.
-    tests: list[Expr] = []
-    for i, size, lo in zip(index, target.shape, region.lo):
-        tests += ([i >= const(0, "int64")] if lo < 0 else []) + [i < const(size, "int64")]
+    extra = [i >= const(0, "int64") for i, lo in zip(index, region.lo) if lo < 0]   # rows before the first
     if panel is not None and extent[-1] % panel:
-        tests.append(local[-1] < const(extent[-1], "int64"))
-    fill: Stmt = Store(block, buffer_index, Load(target, index))
-    if tests:
-        cond = tests[0]
-        for test in tests[1:]:
-            cond = cond & test
-        fill = If(cond, fill)
+        extra.append(local[-1] < const(extent[-1], "int64"))
+    fill = _guarded(target, index, Store(block, buffer_index, Load(target, index)), extra)
     for var, size in zip(reversed(loop_vars), reversed(loop_extents)):
         fill = For(var, const(size, "int64"), fill)
 

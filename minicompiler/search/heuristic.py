@@ -261,8 +261,7 @@ class HeuristicProposer(TuneHooks):
         """Few rows reuse B too little to pack all of it first: copy the block of it that one
         iteration of the blocked reduction loop reads (kc rows of the columns inside), in panels
         of the tile's width, and vectorize the copy. [] when the reduction is not blocked."""
-        blocked = [l.var.name for l in nest.loops if l.var.name.endswith("_o")
-                   and l.var.name[:-2] in {r.split("_")[0] for r in nest.reduction}]
+        blocked = [r for r in nest.reduction if r.endswith("_o")]   # the outer loop of a split reduction
         if not blocked:
             return []
         tensor, panel = packed.kwargs["tensor"], nest.extent(nest.names[-1])
@@ -271,8 +270,11 @@ class HeuristicProposer(TuneHooks):
         if trial is None:
             return []
         inner = [n for n in trial.loops if n.startswith(f"{tensor}_block_c")]
-        vector = Step.make("vectorize", loop=inner[-1]) if inner else None
-        return [copy, vector] if vector is not None and try_steps(trial, [vector]) is not None else [copy]
+        if inner:
+            vector = Step.make("vectorize", loop=inner[-1])
+            if try_steps(trial, [vector]) is not None:
+                return [copy, vector]
+        return [copy]
 
     @staticmethod
     def _pack_rows_step(schedule: Schedule, nest: Nest, im_i: str) -> Optional[Step]:

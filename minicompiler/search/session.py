@@ -131,9 +131,9 @@ class Session:
         10-30 % faster than one as good or better. Interleaving the rounds spreads a slow moment over
         all of them. A candidate that fails a re-measurement (a crash, a wrong result, a timeout) is
         dropped. When the confirmed medians come out slower than the next sample's single time,
-        that one is confirmed too (up to ``top`` more), so the winner is never beaten by a schedule
-        measured once. The times go to the database under the run id + ":confirm" (strategy
-        "confirm"): ``Database.best`` judges schedules by their medians too, and agrees."""
+        that one is confirmed too (up to ``top`` more). The times go to the database under the run
+        id + ":confirm" (strategy "confirm"): ``Database.best`` judges re-measured schedules by their
+        medians too, ahead of any measured once, and so agrees with this choice."""
         fastest: dict[str, Sample] = {}
         for sample in sorted((s for s in self.history if s.time_s is not None),   # the unscheduled too
                              key=lambda s: s.time_s):
