@@ -89,7 +89,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         proposer = make_proposer(LLMConfig(
             model=args.llm_model, base_url=args.llm_base_url, timeout_s=args.llm_timeout,
             max_calls=args.llm_max_calls, max_tokens=args.llm_max_tokens, record=args.llm_record,
-            replay=args.llm_replay, fallback=args.llm_fallback))
+            replay=args.llm_replay, fallback=args.llm_fallback, structured=args.llm_structured,
+            context_tokens=args.llm_context, temperature=args.llm_temperature,
+            max_output_tokens=args.llm_max_output, system_role=args.llm_system_role, prompt=args.llm_prompt))
     elif args.llm_record or args.llm_replay:
         raise ValueError("--llm-record / --llm-replay need --proposer llm")
     result = tune(tensor, budget=args.budget, strategy=args.strategy, proposer=proposer,
@@ -190,6 +192,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     llm.add_argument("--llm-replay", default=None, metavar="FILE", help="replay a recording offline")
     llm.add_argument("--no-llm-fallback", dest="llm_fallback", action="store_false",
                      help="fail on LLM errors instead of continuing with the heuristic proposer")
+    llm.add_argument("--llm-context", type=int, default=None, metavar="TOKENS",
+                     help="the model's context window; prompts are made to fit it (default: learned from the "
+                          "server's answers)")
+    llm.add_argument("--llm-prompt", default=None, choices=["full", "short", "compact", "minimal"],
+                     help="the most detailed prompt to send (default: the largest that fits the context; "
+                          "smaller prompts answer faster on a CPU-served model)")
+    llm.add_argument("--llm-temperature", type=float, default=0.2, help="sampling temperature (default 0.2)")
+    llm.add_argument("--llm-max-output", type=int, default=1024, metavar="TOKENS",
+                     help="completion-token cap per call (default 1024: a short JSON answer)")
+    llm.add_argument("--no-llm-structured", dest="llm_structured", action="store_false",
+                     help="do not ask the server to constrain answers to the JSON schema (plain text)")
+    llm.add_argument("--llm-no-system-role", dest="llm_system_role", action="store_const", const=False,
+                     default=None, help="send the instructions in the user message (chat templates without a "
+                                        "system role; automatic for Gemma)")
     tune.set_defaults(func=cmd_tune)
     args = parser.parse_args(argv)
     try:

@@ -17,7 +17,19 @@ the same against OpenAI, vLLM, Ollama or a llama.cpp server:
 - *counting*: calls, HTTP requests, prompt / completion tokens (from ``usage``, estimated
   when a server omits it), latency;
 - *the key stays secret*: it is only handed to the ``openai`` client; every message we
-  build or re-raise is passed through ``redact`` first.
+  build or re-raise is passed through ``redact`` first;
+- *structured answers*: ``complete(messages, schema)`` asks the server to constrain its
+  decoding to a JSON schema, in the first dialect it accepts (``DIALECTS``: OpenAI's
+  ``json_schema``, llama.cpp's ``json_object`` + ``schema``, plain ``json_object``, plain
+  text). A 400/422/500 that names the response format is a refusal of that dialect, not an
+  outage: the next dialect is tried at once, and the one that works is remembered per
+  endpoint and model for the rest of the process (``dialect_log`` says why each was refused);
+- *no orphaned work*: on a loopback endpoint (a local server shares the CPU with the
+  measurements) answers are streamed, and a request past its timeout is *cancelled* by
+  closing the stream, which llama.cpp, vLLM and Ollama take as the end of the request,
+  instead of being left generating while candidates are timed;
+- *context overflow* is an ``LLMContextError`` carrying the window size when the server
+  names it, so the proposer can send a more compact prompt instead of failing every node.
 
 Settings come from arguments, else the environment: ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``
 and ``MINICOMPILER_LLM_MODEL`` (default ``gpt-4o-mini``). A local server that needs no key
@@ -25,6 +37,7 @@ gets the placeholder ``"not-needed"``.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -35,6 +48,8 @@ from typing import Any, Callable, Optional, Sequence
 DEFAULT_MODEL = "gpt-4o-mini"
 OPENAI_URL = "https://api.openai.com/v1"
 NO_KEY = "not-needed"   # what a local server without authentication is sent
+
+log = logging.getLogger("minicompiler.llm")
 
 # US dollars per 1M (prompt, completion) tokens on api.openai.com (list prices, early 2025).
 # Longest prefix wins, so dated snapshots ("gpt-4o-mini-2024-07-18") find their family.
@@ -100,17 +115,76 @@ class LLMCapReached(LLMError):
     fatal = True
 
 
+class LLMContextError(LLMError):
+    """The prompt does not fit the model's context window. ``context_tokens``: the window, when the
+    server said it. Not fatal by itself: a more compact prompt may fit (the proposer decides)."""
+
+    def __init__(self, message: str, fatal: bool = False, context_tokens: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+        self.context_tokens = context_tokens
+
+
 ERRORS: dict[str, type[LLMError]] = {cls.__name__: cls for cls in (
     LLMError, LLMAuthError, LLMUnreachable, LLMTimeout, LLMRateLimited, LLMServerError, LLMResponseError,
-    LLMCapReached)}
+    LLMCapReached, LLMContextError)}
 
 
 def make_error(name: str, message: str, fatal: bool = False) -> LLMError:
     """Rebuild an error from its class name and message (how a replay re-raises a recorded failure)."""
     cls = ERRORS.get(name, LLMError)
-    if cls in (LLMRateLimited, LLMResponseError):
+    if cls in (LLMRateLimited, LLMResponseError, LLMContextError):
         return cls(message, fatal)  # type: ignore[call-arg]
     return cls(message)
+
+
+# ----------------------------------------------------------------------------- server dialects
+# How a JSON schema is asked for, most constraining first. "text" sends no response_format.
+DIALECTS = ("json_schema", "json_object+schema", "json_object", "text")
+
+# The dialect each (endpoint, model) accepted, learned once per process.
+_LEARNED_DIALECTS: dict[tuple[str, str], str] = {}
+
+# A refusal of the response format names it (llama-cpp-python: 500 "Input should be 'text' or
+# 'json_object'"; vLLM / OpenAI: 400 "... response_format ..."; others: "json_schema ... not supported").
+_FORMAT_REFUSAL = re.compile(r"response_format|json_schema|json_object|'text'|structured output|"
+                             r"guided_(?:json|decoding)|grammar", re.IGNORECASE)
+
+# A prompt too long for the window: llama-cpp-python "Requested tokens (2300) exceed context window of
+# 2048"; llama.cpp "exceeds the available context size"; vLLM / OpenAI "maximum context length is 4096".
+_CONTEXT_OVERFLOW = re.compile(r"context (?:window|length|size)|n_ctx|too many tokens|prompt is too long",
+                               re.IGNORECASE)
+_CONTEXT_SIZE = re.compile(r"(?:context window of|context length is|n_ctx\W{0,3}|context size\W{0,3}"
+                           r"(?:of\s)?)\s*(\d{3,7})", re.IGNORECASE)
+
+
+def response_format(dialect: str, schema: dict) -> Optional[dict[str, Any]]:
+    """The ``response_format`` field asking for ``schema`` in ``dialect`` (None: plain text)."""
+    if dialect == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "schedule_proposals", "schema": schema,
+                                                       "strict": False}}
+    if dialect == "json_object+schema":
+        return {"type": "json_object", "schema": schema}
+    if dialect == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (a local server sharing the CPU with the measurements)."""
+    host = re.sub(r"^[a-z]+://(?:[^/@]*@)?", "", url.lower()).split("/")[0]
+    host = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    return host in ("localhost", "[::1]", "::1", "0.0.0.0") or host.startswith("127.")
+
+
+def _window_from_props(props: Any) -> Optional[int]:
+    settings = props.get("default_generation_settings", {}) if isinstance(props, dict) else {}
+    value = settings.get("n_ctx") if isinstance(settings, dict) else None
+    return int(value) if isinstance(value, int) and value >= 256 else None
+
+
+class _DeadlinePassed(Exception):
+    """A streamed answer ran past the client's timeout (the stream is then closed: cancelled)."""
 
 
 _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-*]{6,}")
@@ -195,9 +269,10 @@ class LLMClient:
     def __init__(self, model: Optional[str] = None, base_url: Optional[str] = None,
                  api_key: Optional[str] = None, timeout_s: float = 60.0, max_retries: int = 3,
                  backoff_s: float = 1.0, max_backoff_s: float = 30.0, max_calls: Optional[int] = None,
-                 max_tokens: Optional[int] = None, max_output_tokens: Optional[int] = 2048,
-                 temperature: Optional[float] = None, price: Optional[tuple[float, float]] = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_tokens: Optional[int] = None, max_output_tokens: Optional[int] = 1024,
+                 temperature: Optional[float] = 0.2, price: Optional[tuple[float, float]] = None,
+                 sleep: Callable[[float], None] = time.sleep, structured: bool = True,
+                 stream: Optional[bool] = None, context_tokens: Optional[int] = None) -> None:
         self.model = model or os.environ.get("MINICOMPILER_LLM_MODEL") or DEFAULT_MODEL
         self._url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
         self.base_url = re.sub(r"//[^/@]*@", "//", self._url)   # for messages: no user:password@
@@ -218,6 +293,16 @@ class LLMClient:
         self._client: Any = None
         self._limit_param = "max_tokens"        # switched to max_completion_tokens if the server asks
         self._prompt_chars = 0
+        self.structured = structured
+        self.stream = is_loopback(self._url) if stream is None else bool(stream)
+        if context_tokens is not None and context_tokens < 256:
+            raise ValueError(f"the LLM context window is a number of tokens (>= 256), got {context_tokens!r}")
+        self.context_tokens = context_tokens     # the model's window, if known (given, reported or learned)
+        self._context_asked = False
+        self.dialect_log: list[str] = []          # each refused dialect, and why
+        self.last_dialect = "text"                # the dialect of the last answered request
+        self.cancelled = 0                        # streamed requests closed at their deadline
+        self._stream_usage = True                 # ask for usage in the stream's last chunk
 
     def __repr__(self) -> str:
         return f"LLMClient(model={self.model!r}, base_url={self.base_url!r})"
@@ -238,14 +323,53 @@ class LLMClient:
         return self._client
 
     # -- one completion ------------------------------------------------------------------------
-    def complete(self, messages: list[dict[str, str]]) -> Completion:
-        """The model's answer to ``messages``; retries transient failures, raises LLMError."""
+    def discover_context(self) -> Optional[int]:
+        """The model's context window as the server reports it — vLLM: ``max_model_len`` in
+        /v1/models; llama.cpp's llama-server: ``n_ctx`` in /props — asked once; None where the
+        server does not say (llama-cpp-python, OpenAI), and the window is learned from the first
+        overflow instead."""
+        if self.context_tokens or self._context_asked or "api.openai.com" in self.base_url:
+            return self.context_tokens
+        self._context_asked = True
+        import json
+        import urllib.request
+        headers = {"Authorization": f"Bearer {self.__key}"}
+        root = re.sub(r"/v1$", "", self._url)
+        for url, read in ((f"{self._url}/models", self._window_from_models), (f"{root}/props", _window_from_props)):
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=3.0) as answer:
+                    window = read(json.loads(answer.read(1_000_000)))
+            except Exception:  # noqa: BLE001 - no such route, not JSON, no server: the server does not say
+                continue
+            if window:
+                self.context_tokens = window
+                log.info("the server at %s reports a context window of %d tokens", self.base_url, window)
+                break
+        return self.context_tokens
+
+    def _window_from_models(self, listing: Any) -> Optional[int]:
+        models = listing.get("data", []) if isinstance(listing, dict) else []
+        mine = [m for m in models if isinstance(m, dict) and m.get("id") == self.model] or \
+            [m for m in models if isinstance(m, dict)][:1]
+        value = mine[0].get("max_model_len") if mine else None
+        return int(value) if isinstance(value, int) and value >= 256 else None
+
+    @property
+    def dialect(self) -> str:
+        """The dialect this endpoint is asked in first (learned, or the most constraining)."""
+        if not self.structured:
+            return "text"
+        return _LEARNED_DIALECTS.get((self.base_url, self.model), DIALECTS[0])
+
+    def complete(self, messages: list[dict[str, str]], schema: Optional[dict] = None) -> Completion:
+        """The model's answer to ``messages`` (constrained to ``schema`` where the server can);
+        retries transient failures, raises LLMError."""
         self.usage.check_caps()
         start = time.perf_counter()
         try:
             client = self._openai()          # importing openai is not the endpoint's latency
             start = time.perf_counter()
-            completion = self._complete(client, messages)
+            completion = self._complete(client, messages, schema)
         except LLMError as error:
             self.usage.failed_calls += 1
             self.usage.latency_s += time.perf_counter() - start
@@ -255,16 +379,24 @@ class LLMClient:
         self.usage.add(completion)
         return completion
 
-    def _complete(self, client: Any, messages: list[dict[str, str]]) -> Completion:
+    def _complete(self, client: Any, messages: list[dict[str, str]], schema: Optional[dict]) -> Completion:
         import openai
         self._prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
         attempt, switched = 0, False
+        dialect = self.dialect if schema is not None else "text"
         while True:
             self.usage.requests += 1
             try:
-                response = client.chat.completions.create(**self._request(messages))
-                return self._completion(response, attempt + 1)
-            except openai.APITimeoutError:
+                request = self._request(messages, schema, dialect)
+                if self.stream:
+                    completion = self._streamed(client, request, attempt + 1)
+                else:
+                    completion = self._completion(client.chat.completions.create(**request), attempt + 1)
+                self.last_dialect = dialect
+                if schema is not None and self.structured:
+                    _LEARNED_DIALECTS[(self.base_url, self.model)] = dialect
+                return completion
+            except (openai.APITimeoutError, _DeadlinePassed):
                 failure: LLMError = LLMTimeout(
                     f"the LLM at {self.base_url} gave no answer within {self.timeout_s:g} s "
                     f"({attempt + 1} attempt(s)); raise --llm-timeout or use a faster model")
@@ -278,6 +410,20 @@ class LLMClient:
             except openai.APIStatusError as error:
                 status = error.status_code
                 detail = self._cause(error)
+                if (status in (400, 415, 422, 500, 501) and dialect != "text"
+                        and _FORMAT_REFUSAL.search(detail) and not _CONTEXT_OVERFLOW.search(detail)):
+                    refused, dialect = dialect, DIALECTS[DIALECTS.index(dialect) + 1]
+                    note = f"{self.base_url} refused response_format {refused!r} (HTTP {status}: {detail[:160]})"
+                    self.dialect_log.append(note)
+                    log.info("%s; asking in %r instead", note, dialect)
+                    _LEARNED_DIALECTS[(self.base_url, self.model)] = dialect
+                    continue          # a refusal of a dialect is not a retry: the next one goes at once
+                if status in (400, 413, 422, 500) and _CONTEXT_OVERFLOW.search(detail):
+                    size = _CONTEXT_SIZE.search(detail)
+                    raise LLMContextError(
+                        f"the prompt (~{self._prompt_chars // 3} tokens) does not fit the context window of "
+                        f"{self.model!r} at {self.base_url} (HTTP {status}: {detail[:200]})",
+                        context_tokens=int(size.group(1)) if size else None) from None
                 if status in (401, 403):
                     raise LLMAuthError(
                         f"the LLM endpoint {self.base_url} refused the API key (HTTP {status}: {detail}); "
@@ -293,6 +439,9 @@ class LLMClient:
                     failure = LLMServerError(f"the LLM endpoint {self.base_url} failed with HTTP {status} "
                                              f"({attempt + 1} attempt(s)): {detail}")
                     delay = self._backoff(attempt)
+                elif status in (400, 422) and "stream_options" in detail and self._stream_usage:
+                    self._stream_usage = False       # an older server: usage is estimated instead
+                    continue
                 elif status == 400 and "max_tokens" in detail and not switched:
                     self._limit_param, switched = "max_completion_tokens", True   # newer OpenAI models
                     continue
@@ -315,8 +464,12 @@ class LLMClient:
             self._sleep(min(delay, self.max_backoff_s))
             attempt += 1
 
-    def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def _request(self, messages: list[dict[str, str]], schema: Optional[dict] = None,
+                 dialect: str = "text") -> dict[str, Any]:
         request: dict[str, Any] = {"model": self.model, "messages": messages}
+        format_ = response_format(dialect, schema) if schema is not None else None
+        if format_ is not None:
+            request["response_format"] = format_
         limit = self.max_output_tokens
         if self.usage.max_tokens is not None:
             left = max(1, self.usage.max_tokens - self.usage.tokens)
@@ -345,6 +498,41 @@ class LLMClient:
         return Completion(text, int(prompt), int(completion), 0.0,
                           str(getattr(response, "model", "") or self.model), attempts, estimated)
 
+    def _streamed(self, client: Any, request: dict[str, Any], attempts: int) -> Completion:
+        """The answer read as a stream; past the deadline the stream is closed, which cancels the
+        request on the server (it stops generating when its client goes away)."""
+        deadline = time.perf_counter() + self.timeout_s
+        if self._stream_usage:
+            request = {**request, "stream_options": {"include_usage": True}}
+        stream = client.chat.completions.create(**request, stream=True)
+        parts: list[str] = []
+        usage, model, chunks = None, "", 0
+        try:
+            for chunk in stream:
+                chunks += isinstance(getattr(chunk, "choices", None), list)
+                usage = getattr(chunk, "usage", None) or usage
+                model = getattr(chunk, "model", None) or model
+                for choice in getattr(chunk, "choices", None) or []:
+                    delta = getattr(choice, "delta", None)
+                    content = getattr(delta, "content", None)
+                    if isinstance(content, str) and content:
+                        parts.append(content)
+                if time.perf_counter() > deadline:
+                    self.cancelled += 1
+                    raise _DeadlinePassed()
+        finally:
+            stream.close()
+        if not chunks:
+            raise LLMResponseError(f"the endpoint {self.base_url} did not answer with a chat completion "
+                                   f"(no streamed chunks with 'choices'); is it OpenAI-compatible?")
+        text = "".join(parts)
+        prompt = getattr(usage, "prompt_tokens", None)
+        completion = getattr(usage, "completion_tokens", None)
+        estimated = not isinstance(prompt, int) or not isinstance(completion, int)
+        if estimated:   # servers stream about a token a chunk
+            prompt, completion = self._prompt_chars // 4, len(parts)
+        return Completion(text, int(prompt), int(completion), 0.0, str(model or self.model), attempts, estimated)
+
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: base·2^attempt, times 0.5–1."""
         return self.backoff_s * (2 ** attempt) * (0.5 + 0.5 * self._jitter.random())
@@ -359,6 +547,14 @@ class LLMClient:
     def _cause(self, error: BaseException) -> str:
         """A one-line, key-free description of an openai exception."""
         text = str(getattr(error, "message", "") or error)
+        body = getattr(error, "body", None)
+        if body is None and getattr(error, "response", None) is not None:
+            try:      # a streamed request's error body is not read for the exception: read it here
+                body = error.response.read().decode("utf-8", "replace")  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - a closed or odd response: the status alone must do
+                body = None
+        if body and str(body)[:200] not in text:
+            text = f"{text}: {body}"
         cause = error.__cause__
         if cause is not None and str(cause) and str(cause) not in text:
             text = f"{text}: {cause}"

@@ -328,9 +328,18 @@ def extract_json(text: Optional[str]) -> tuple[Any, str]:
     return stepless or (None, "no JSON object could be read from the answer")
 
 
+_CALL_SHAPE = re.compile(r"\s*[A-Za-z_][\w.]*\s*\(")
+
+
+def _step_like(raw: Any) -> bool:
+    """A step is an object, or a string written as a call (``split(loop='i', factor=4)``); bare
+    numbers, prose and nested lists found where steps go are not steps, and are not counted."""
+    return isinstance(raw, dict) or (isinstance(raw, str) and _CALL_SHAPE.match(raw) is not None)
+
+
 def _has_steps(value: Any) -> bool:
     """Whether ``value`` holds something that may be a step (an object or a call), where steps go."""
-    return any(isinstance(raw, (dict, str)) for _, raws in _raw_proposals(value)[1] for raw in raws)
+    return any(_step_like(raw) for _, raws in _raw_proposals(value)[1] for raw in raws)
 
 
 # ----------------------------------------------------------------------------- 2. steps
@@ -503,6 +512,7 @@ class Parsed:
     proposals: list[ParsedProposal]
     error: str = ""                    # why nothing could be read, if so
     repaired: bool = False
+    choice: tuple[int, ...] = ()       # the numbered candidates the model ranked, best first (unchecked range)
 
 
 def _raw_proposals(value: Any) -> tuple[str, list[tuple[str, list[Any]]]]:
@@ -527,12 +537,31 @@ def _raw_proposals(value: Any) -> tuple[str, list[tuple[str, list[Any]]]]:
         if isinstance(item, dict):
             steps = item.get("steps", [])
             why = next((str(item[k]) for k in _NOTE_KEYS if k in item), "")
-            out.append((why, steps if isinstance(steps, list) else [steps]))
+            steps = steps if isinstance(steps, list) else [steps]
         elif isinstance(item, list):
-            out.append(("", item))
+            why, steps = "", item
         else:
-            out.append(("", [item]))
+            why, steps = "", [item]
+        steps = [raw for raw in steps if _step_like(raw)]
+        if steps:
+            out.append((why, steps))
     return reasoning, out
+
+
+def _choice(value: Any) -> tuple[int, ...]:
+    """The ranked candidate numbers of an answer's ``choice`` (ints, or digit strings; at most 16)."""
+    raw = value.get("choice") if isinstance(value, dict) else None
+    if isinstance(raw, (int, str)) and not isinstance(raw, bool):
+        raw = [raw]
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for item in raw[:16]:
+        if isinstance(item, str) and item.strip().isdigit() and len(item.strip()) < 6:
+            item = int(item.strip())
+        if isinstance(item, int) and not isinstance(item, bool) and 0 < item < 1000:
+            out.append(item)
+    return tuple(out)
 
 
 def validate(schedule: Schedule, reasoning: str, raw_steps: list[Any]) -> ParsedProposal:
@@ -581,6 +610,7 @@ def parse_response(text: str, schedule: Schedule) -> Parsed:
     reasoning, raws = _raw_proposals(value)
     reasoning = reasoning[:2000]
     proposals = [validate(schedule, why, steps) for why, steps in raws]
-    if not raws:
+    choice = _choice(value)
+    if not raws and not choice:
         return Parsed(reasoning or prose, [], error="the JSON holds no proposals", repaired=bool(how))
-    return Parsed(reasoning or prose, proposals, repaired=bool(how))
+    return Parsed(reasoning or prose, proposals, repaired=bool(how), choice=choice)

@@ -11,6 +11,17 @@
   nest), its tensors, its measured time against the baseline, its ancestors' programs,
   traces and times, what was already tried here, and the request for ``n`` ranked proposals.
 
+The heuristic's ranked variants for this node are listed as numbered *candidates*: the model
+may choose among them (``choice``, best first) as well as propose sequences of its own; the
+proposer merges both, so a weak model costs samples at most, never the heuristic's ideas.
+
+Prompts come in four sizes (``LEVELS``): ``full``; ``short`` (shorter IR, one ancestor);
+``compact`` (one-line vocabulary, no IR printout: the loop summary says what the IR would);
+``minimal`` (the compact one without the target's details, history and all but two candidates). ``fitting`` picks the largest that leaves room for the answer in the model's
+context window (estimated at ``CHARS_PER_TOKEN``, fewer than any tokenizer we tried gives on
+these prompts, so an estimate that fits does fit). Models whose chat template has no system role
+(Gemma's) get one user message holding both parts (``system_role=False``).
+
 Prompts are deterministic (no timestamps, no randomness): equal search states give equal
 prompts, which is what a recording's request hash checks. Long programs are truncated with a
 note, so a prompt stays bounded whatever the kernel.
@@ -18,11 +29,11 @@ note, so a prompt stays bounded whatever the kernel.
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Optional, Sequence
 
 from minicompiler.ir.expr import Const
 from minicompiler.ir.stmt import Accumulate
-from minicompiler.schedule import PRIMITIVES, Schedule
+from minicompiler.schedule import PRIMITIVES, Schedule, Step
 from minicompiler.schedule.loops import loops as all_loops
 from minicompiler.target import Target
 
@@ -34,13 +45,18 @@ MAX_IR_CHARS = 6000          # the current program
 MAX_ANCESTOR_IR_CHARS = 2500  # each ancestor's program
 MAX_LOOPS_CHARS = 3000        # the loop-nest summary
 
+LEVELS = ("full", "short", "compact", "minimal")
+CHARS_PER_TOKEN = 2.5         # conservative: SmolLM2's tokenizer gives 4.0 on the vocabulary, 2.6 on IR and JSON
+REASONING_CHARS = 120         # the schema's cap on each reasoning string: answers stay short
+
+# The answer's shape. Its values are descriptions in angle brackets, so copying the example
+# verbatim is never a valid answer for any program (no loop is named "<loop name>").
 ANSWER_FORMAT = {
-    "reasoning": "one or two sentences: what limits the current program on this machine",
+    "reasoning": "<one sentence: what limits this program on this machine>",
+    "choice": ["<numbers of the listed candidates worth measuring, best first>"],
     "proposals": [
-        {"reasoning": "why this sequence should be faster",
-         "steps": [{"op": "tile", "outer_loop": "i", "inner_loop": "j", "outer_factor": 4, "inner_factor": 16,
-                    "reasoning": "optional: why this step"},
-                   {"op": "vectorize", "loop": "j_i"}]},
+        {"reasoning": "<why these steps should be faster>",
+         "steps": [{"op": "<transformation>", "<parameter>": "<loop name, tensor name or integer>"}]},
     ],
 }
 
@@ -50,9 +66,13 @@ def signature(op: str) -> str:
     return PRIMITIVES[op].signature()
 
 
-def vocabulary() -> str:
+def vocabulary(compact: bool = False) -> str:
     """Each primitive's signature, what it does, its parameters (kind and meaning) and legality —
-    all read off the one declaration of each primitive (``minicompiler/schedule/params.py``)."""
+    all read off the one declaration of each primitive (``minicompiler/schedule/params.py``).
+    Compact: the signature and the first sentence of what it does."""
+    if compact:
+        return "\n".join(f"- {p.signature()} — {_plain(p.summary).split('. ')[0].rstrip('.')}."
+                         for p in PRIMITIVES.values())
     lines = []
     for op, primitive in PRIMITIVES.items():
         meaning = "; ".join(f"{p} ({param.kind.short}{'' if param.required else ', optional'}): {param.doc}"
@@ -67,24 +87,39 @@ def _plain(text: str) -> str:
     return text.replace("``", "`")
 
 
-def answer_schema(schedule: Optional[Schedule] = None, proposals: int = 8, steps: int = 16) -> dict:
-    """The JSON schema of a valid answer, from the primitives' declarations; with a schedule, its
-    loop and tensor names become enums (the steps may name loops that earlier steps create, so
-    enums are only a hint of the current names plus any string when ``schedule`` is None)."""
+def loop_names(schedule: Schedule) -> list[str]:
+    """The loop names a proposal may use: this program's loops and the ones splitting them twice
+    creates (split("i") makes i_o and i_i; splitting i_o makes i_o_o and i_o_i)."""
+    names = {l.var.name for l in all_loops(schedule.func)}
+    for _ in range(2):
+        names |= {f"{name}_{part}" for name in names for part in "oi"}
+    return sorted(names)
+
+
+def answer_schema(schedule: Optional[Schedule] = None, proposals: int = 8, steps: int = 16,
+                  candidates: int = 0) -> dict:
+    """The JSON schema of a valid answer, from the primitives' declarations. With a schedule, op,
+    loop and tensor names are enums of this program's (loops: ``loop_names``); with candidates,
+    ``choice`` is a ranked list of their numbers. Reasoning strings are capped, so a constrained
+    answer stays short."""
     loops = tensors = None
     if schedule is not None:
-        names = [l.var.name for l in all_loops(schedule.func)]
-        loops = sorted(set(names))
+        loops = loop_names(schedule)
         tensors = sorted({t.name for t in schedule.func.params} | {n.tensor.name for n in _allocs(schedule)})
+    reasoning = {"type": "string", "maxLength": REASONING_CHARS}
     step = {"oneOf": [p.step_schema(loops, tensors) for p in PRIMITIVES.values()]}
-    proposal = {"type": "object", "properties": {"reasoning": {"type": "string"},
+    proposal = {"type": "object", "properties": {"reasoning": reasoning,
                                                  "steps": {"type": "array", "items": step, "minItems": 1,
                                                            "maxItems": steps}},
-                "required": ["steps"]}
-    return {"type": "object", "properties": {"reasoning": {"type": "string"},
-                                             "proposals": {"type": "array", "items": proposal, "minItems": 1,
-                                                           "maxItems": proposals}},
-            "required": ["proposals"]}
+                "required": ["reasoning", "steps"], "additionalProperties": False}
+    properties: dict = {"reasoning": reasoning}
+    if candidates:
+        properties["choice"] = {"type": "array", "items": {"type": "integer", "enum": list(range(1, candidates + 1))},
+                                "maxItems": candidates}
+    properties["proposals"] = {"type": "array", "items": proposal, "minItems": 0 if candidates else 1,
+                               "maxItems": proposals}
+    return {"type": "object", "properties": properties, "required": list(properties),
+            "additionalProperties": False}
 
 
 def _allocs(schedule: Schedule) -> list:
@@ -109,7 +144,7 @@ General rules:
 - Loop names are strings exactly as printed; factors, dims and sizes are integers.
 - An illegal step is dropped (with the compiler's reason) and costs nothing but a wasted idea.
 
-Answer: first think briefly, then give ONE JSON object, exactly in this format (no comments):
+Answer with ONE JSON object in this format (the <...> are descriptions: replace them):
 {answer_format}
 """
 
@@ -182,39 +217,79 @@ def _time(t: Optional[float], baseline: Optional[float], flops: Optional[int] = 
     return text
 
 
+def _candidates(candidates: Sequence[tuple[Step, ...]]) -> list[str]:
+    if not candidates:
+        return []
+    lines = ["", "## Candidates (the compiler's own ideas for this program, numbered)"]
+    lines += [f"{i}. {json.dumps([s.to_json() for s in steps])}" for i, steps in enumerate(candidates, 1)]
+    return lines
+
+
 def messages(context: Context, n: int, ancestor_depth: int = 2, peak_gflops: Optional[float] = None,
-             flops: Optional[int] = None) -> list[dict[str, str]]:
-    """The chat messages asking for ``n`` ranked proposals for ``context``."""
+             flops: Optional[int] = None, candidates: Sequence[tuple[Step, ...]] = (), level: str = "full",
+             system_role: bool = True) -> list[dict[str, str]]:
+    """The chat messages asking for up to ``n`` ranked proposals for ``context`` (and a ranked
+    choice among ``candidates``), at one of the ``LEVELS`` of detail."""
+    if level not in LEVELS:
+        raise ValueError(f"prompt level is one of {', '.join(LEVELS)}, got {level!r}")
+    depth = LEVELS.index(level)
     schedule = context.schedule
     dtype = schedule.func.outputs[0].dtype
-    system = SYSTEM.format(vocabulary=vocabulary(), answer_format=json.dumps(ANSWER_FORMAT))
-    parts = [
-        "## Target machine",
-        describe_target(context.target, dtype, peak_gflops),
-        "",
-        "## Current program",
-        _truncate(str(schedule), MAX_IR_CHARS),
+    system = SYSTEM.format(vocabulary=vocabulary(compact=depth >= 2), answer_format=json.dumps(ANSWER_FORMAT))
+    target = describe_target(context.target, dtype, peak_gflops) if depth < 3 else context.target.describe()
+    candidates = list(candidates)[:(len(candidates), len(candidates), len(candidates), 2)[depth]]
+    parts = ["## Target machine", target, "", "## Current program"]
+    if depth <= 1:
+        parts.append(_truncate(str(schedule), (MAX_IR_CHARS, MAX_ANCESTOR_IR_CHARS)[depth]))
+    parts += [
         "",
         f"Trace so far (JSON steps): {trace_json(schedule)}",
         "Loop nests (outermost loop first):",
-        _truncate(describe_loops(schedule), MAX_LOOPS_CHARS),
+        _truncate(describe_loops(schedule), MAX_LOOPS_CHARS // (1, 1, 2, 4)[depth]),
         f"Tensors: {describe_tensors(schedule)}",
         f"Measured time: {_time(context.time_s, context.baseline_s, flops)}; unscheduled program: "
         f"{_time(context.baseline_s, None, flops)}" + (f"; {flops} floating-point operations" if flops else ""),
-        "(a measured time is of the program completed by a default policy: tile, vectorize, parallelize)",
     ]
-    for depth, ancestor in enumerate(list(context.ancestors)[:ancestor_depth], start=1):
-        who = "Parent" if depth == 1 else "Grandparent" if depth == 2 else f"Ancestor {depth}"
+    if depth == 0:
+        parts.append("(a measured time is of the program completed by a default policy: tile, vectorize, "
+                     "parallelize)")
+    for number, ancestor in enumerate(list(context.ancestors)[:(ancestor_depth, 1, 0, 0)[depth]], start=1):
+        who = "Parent" if number == 1 else "Grandparent" if number == 2 else f"Ancestor {number}"
         parts += ["", f"## {who} program (measured {_time(ancestor.time_s, context.baseline_s, flops)})",
-                  f"Trace: {trace_json(ancestor.schedule)}",
-                  _truncate(str(ancestor.schedule), MAX_ANCESTOR_IR_CHARS)]
-    if context.tried:
+                  f"Trace: {trace_json(ancestor.schedule)}"]
+        if depth == 0:
+            parts.append(_truncate(str(ancestor.schedule), MAX_ANCESTOR_IR_CHARS))
+    tried = list(context.tried)[-(1000, 8, 4, 0)[depth]:] if depth < 3 else []
+    if tried:
         parts += ["", "## Already tried from this program (do not repeat)"]
-        parts += [f"- {json.dumps([s.to_json() for s in steps])}" for steps in context.tried]
+        parts += [f"- {json.dumps([s.to_json() for s in steps])}" for steps in tried]
+    parts += _candidates(candidates)
+    choose = (f"In \"choice\", rank the numbered candidates worth measuring, best first (may be empty). "
+              if candidates else "")
     parts += ["", "## Task",
-              f"Propose {n} different step sequences to apply next, best first, each of 1 to 6 steps with "
-              f"concrete parameters (which loop, which factor). Think briefly about what limits this program "
-              f"on this machine (registers, vector lanes, cache sizes, cores), then answer with the JSON object "
-              f"in the format given, with exactly {n} proposals."]
-    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(parts)}]
+              f"Think briefly about what limits this program on this machine (registers, vector lanes, cache "
+              f"sizes, cores). {choose}In \"proposals\", give up to {n} different step sequences of your own "
+              f"to apply next, best first, each of 1 to 6 steps with concrete parameters (loop names exactly "
+              f"as listed above, integer factors). Answer with ONE JSON object in the format given."]
+    user = "\n".join(parts)
+    if not system_role:
+        return [{"role": "user", "content": system + "\n" + user}]
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
+
+def estimate_tokens(chat: Sequence[dict[str, str]]) -> int:
+    """A conservative token count of a prompt (``CHARS_PER_TOKEN``), with each message's framing."""
+    return sum(int(len(m["content"]) / CHARS_PER_TOKEN) + 8 for m in chat)
+
+
+def fitting(context: Context, n: int, budget_tokens: Optional[int], start: int = 0,
+            **options: object) -> tuple[str, list[dict[str, str]]]:
+    """(level, messages): the most detailed prompt from ``LEVELS[start]`` on whose estimate fits
+    ``budget_tokens`` (no budget: the first); the minimal one when none fits (the server then
+    says whether it does)."""
+    chat: list[dict[str, str]] = []
+    for level in LEVELS[min(start, len(LEVELS) - 1):]:
+        chat = messages(context, n, level=level, **options)  # type: ignore[arg-type]
+        if budget_tokens is None or estimate_tokens(chat) <= budget_tokens:
+            return level, chat
+    return LEVELS[-1], chat

@@ -9,27 +9,42 @@ One ``propose(context, n)``: build the prompt (``prompt.messages``), ask the mod
 proposals that survived, each with the model's reasoning. The model's text never runs: it
 only becomes ``Step`` data after validation, and the transforms check every step again.
 
-A misbehaving model cannot break a tune: an answer with no valid, new proposal, or a failed
-call (timeout, 429/5xx after retries, refused key, unreachable server, cap reached), is
-answered by the heuristic proposer instead and counted as a *fallback*. An error that asking
-again will not fix (``LLMError.fatal``) turns the LLM off for the rest of the tune, with one
-warning. With ``fallback_on_error=False`` the error is raised instead (except a reached cap:
-that is the tune's budget for the LLM, and the tune goes on with the heuristic).
+The model works *with* the heuristic, not instead of it. At every expansion the heuristic's
+ranked variants for the node are shown to the model as numbered candidates; the answer ranks
+the ones worth measuring (``choice``) and may add sequences of its own. The proposals returned
+start with the heuristic's first variant, then alternate the model's own proposals with the
+other candidates, in the model's order (``merge``): a weak or wrong model costs samples at
+most, since every node's first child is the one the heuristic alone would have measured.
+
+The answer is constrained where the server can (``client.complete(..., schema)``: the schema
+has this program's loop, tensor and op names as enums); the prompt is as detailed as the
+model's context window allows (``prompt.fitting``; a context overflow makes the next prompt
+more compact, and a window too small for the most compact one turns the LLM off).
+
+A misbehaving model cannot break a tune: an answer with no valid, new proposal and no valid
+choice, or a failed call (timeout, 429/5xx after retries, refused key, unreachable server, cap
+reached), is answered by the heuristic proposer instead and counted as a *fallback*. An error
+that asking again will not fix (``LLMError.fatal``: refused key, unknown model, a context window
+too small for any prompt) turns the LLM off for the rest of the tune, with one warning. With
+``fallback_on_error=False`` the error is raised instead (except a reached cap: that is the
+tune's budget for the LLM, and the tune goes on with the heuristic).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from minicompiler.search.heuristic import HeuristicProposer
 from minicompiler.search.proposer import Context, Proposal, Proposer, TuneHooks
 
 from . import prompt
-from .client import LLMCapReached, LLMClient, LLMError, Usage
+from .client import LLMCapReached, LLMClient, LLMContextError, LLMError, Usage
 from .parse import Parsed, parse_response
 from .record import Recorder, Recording, RecordingClient, RecordingMeasurer, ReplayClient, ReplayMeasurer
 
@@ -53,6 +68,11 @@ class LLMStats:
     steps_kept: int = 0
     dropped: list[tuple[str, str]] = field(default_factory=list)   # (step as written, why)
     repaired_answers: int = 0                   # answers whose JSON needed repair
+    choices: int = 0                            # candidates the model ranked (valid numbers)
+    answers_usable: int = 0                     # answers with a valid choice or a valid proposal
+    answers_reused: int = 0                     # requests served by a node's earlier answer (no call)
+    prompt_levels: Counter = field(default_factory=Counter)   # how often each prompt size was sent
+    dialects: Counter = field(default_factory=Counter)        # response formats of the answered calls
     disabled: str = ""                          # why the LLM was turned off mid-tune, if it was
     replay_mismatches: int = 0                  # replay: prompts that differ from the recording
     replay_samples: int = 0                     # replay: candidates answered from the recording
@@ -88,6 +108,10 @@ class LLMStats:
         return self.fallbacks / self.requests if self.requests else 0.0
 
     @property
+    def legal_step_rate(self) -> float:
+        return self.steps_kept / self.steps_proposed if self.steps_proposed else 0.0
+
+    @property
     def cost_usd(self) -> Optional[float]:
         """Estimated spend, None when the price is unknown (local servers, unlisted models)."""
         if self.price is None:
@@ -104,6 +128,10 @@ class LLMStats:
                 "fallback_reasons": dict(self.fallback_reasons), "proposals": self.proposals,
                 "steps_proposed": self.steps_proposed, "steps_kept": self.steps_kept,
                 "dropped": [list(d) for d in self.dropped], "cost_usd": self.cost_usd,
+                "choices": self.choices, "answers_usable": self.answers_usable,
+                "answers_reused": self.answers_reused,
+                "legal_step_rate": self.legal_step_rate, "prompt_levels": dict(self.prompt_levels),
+                "dialects": dict(self.dialects),
                 "disabled": self.disabled, "replay_mismatches": self.replay_mismatches,
                 "replay_samples": self.replay_samples, "replay_measured": self.replay_measured}
 
@@ -123,7 +151,8 @@ class LLMStats:
             f"  fallback rate: {self.fallback_rate:.0%} ({self.fallbacks} of {self.requests} proposal requests "
             f"answered by the heuristic" + (f": {dict(self.fallback_reasons)}" if self.fallbacks else "") + ")",
             f"  steps: {self.steps_kept} of {self.steps_proposed} proposed steps were legal; "
-            f"{len(self.dropped)} dropped",
+            f"{len(self.dropped)} dropped; {self.choices} choices among the heuristic's candidates",
+            f"  prompts: {dict(self.prompt_levels)}; response formats: {dict(self.dialects)}",
             f"  estimated cost: {cost}",
         ]
         if self.disabled:
@@ -145,7 +174,8 @@ class LLMProposer(TuneHooks):
 
     def __init__(self, client: Any = None, fallback: Optional[Proposer] = None,
                  record: str | Path | None = None, replay: str | Path | None = None, ancestor_depth: int = 2,
-                 fallback_on_error: bool = True, peak_gflops: Optional[float] = None) -> None:
+                 fallback_on_error: bool = True, peak_gflops: Optional[float] = None, candidates: int = 4,
+                 system_role: Optional[bool] = None, prompt_level: Optional[str] = None) -> None:
         if record is not None and replay is not None:
             raise ValueError("record and replay are exclusive: replaying a recording never calls the LLM")
         self.recording = Recording(replay) if replay is not None else None
@@ -168,6 +198,13 @@ class LLMProposer(TuneHooks):
         self.stats = LLMStats(str(client.model), str(client.base_url), mode, client.usage, price)
         self.history: list[dict[str, Any]] = []   # per call: the reasoning beside every proposed step
         self._replay_measurer: Optional[ReplayMeasurer] = None
+        self.candidates = candidates              # heuristic variants shown to the model per call
+        # Chat templates without a system role (Gemma's) drop the system message silently.
+        self.system_role = ("gemma" not in self.stats.model.lower()) if system_role is None else system_role
+        if prompt_level is not None and prompt_level not in prompt.LEVELS:
+            raise ValueError(f"the prompt level is one of {', '.join(prompt.LEVELS)}, got {prompt_level!r}")
+        self._level = prompt.LEVELS.index(prompt_level) if prompt_level else 0   # the most detailed allowed
+        self._unused: dict[tuple, list[Proposal]] = {}   # per node: the model's proposals not yet returned
 
     # -- hooks tune() calls ------------------------------------------------------------------------
     @property
@@ -176,8 +213,15 @@ class LLMProposer(TuneHooks):
         seed = self.recording.header.get("seed") if self.recording is not None else None
         return int(seed) if isinstance(seed, int) else None
 
+    @property
+    def replay_target(self) -> Optional[dict[str, Any]]:
+        """The recorded run's target description: a replay plans for the machine it was recorded on,
+        so the heuristic's candidates (in the prompts) and rollouts are the recorded ones anywhere."""
+        target = self.recording.header.get("target") if self.recording is not None else None
+        return target if isinstance(target, dict) else None
+
     def begin(self, workload: Any, seed: Optional[int] = None, threads: Optional[int] = None,
-              strategy: str = "mcts", run_id: str = "") -> None:
+              strategy: str = "mcts", run_id: str = "", target: Any = None) -> None:
         """Start of a tune: remember the FLOP count; start the recording, or check the replayed one."""
         self.flops = getattr(workload, "flops", None)
         key = getattr(workload, "key", "")
@@ -189,7 +233,8 @@ class LLMProposer(TuneHooks):
         if self.recorder is not None:
             self.recorder.start(workload=key, workload_name=getattr(workload, "name", ""), seed=seed,
                                 threads=threads, strategy=strategy, run_id=run_id, model=self.stats.model,
-                                base_url=self.stats.base_url, price=self.stats.price)
+                                base_url=self.stats.base_url, price=self.stats.price,
+                                target=dataclasses.asdict(target) if target is not None else None)
 
     def wrap_measurer(self, measurer: Any) -> Any:
         """Record mode: record every measurement. Replay mode: answer from the recording."""
@@ -214,27 +259,83 @@ class LLMProposer(TuneHooks):
         self.stats.requests += 1
         entry: dict[str, Any] = {"call": self.stats.requests, "trace": [s.to_json() for s in context.schedule.steps]}
         self.history.append(entry)
+        heuristic = self.fallback.propose(context, max(n, self.candidates))
         if self.stats.disabled:
-            return self._fall_back(context, n, entry, "llm turned off")
-        messages = prompt.messages(context, n, self.ancestor_depth, self.peak_gflops, self.flops)
-        try:
-            completion = self.client.complete(messages)
-        except LLMError as error:
-            if not self.fallback_on_error and not isinstance(error, LLMCapReached):
-                raise   # (a cap is a budget, not a failure: reaching it always continues on the heuristic)
-            if error.fatal:
-                self.stats.disabled = str(error)
-                log.warning("LLM proposer: %s — continuing with the heuristic proposer", error)
-            else:
-                log.warning("LLM proposer: %s — using the heuristic proposer for this node", error)
-            return self._fall_back(context, n, entry, type(error).__name__)
+            return self._fall_back(heuristic, n, entry, "llm turned off")
+        shown = heuristic[:self.candidates]
+        key = tuple(context.schedule.steps)
+        tried = {tuple(t) for t in context.tried}
+        unused = [p for p in self._unused.pop(key, []) if p.steps not in tried]
+        if unused:      # this node's last answer still holds proposals: no call needed
+            self.stats.answers_reused += 1
+            entry["reused_answer"] = True
+            return merge(heuristic, unused, n)
+        candidates = [p.steps for p in shown]
+        wanted = max(n, 2)      # one answer serves this node's next expansion too
+        schema = prompt.answer_schema(context.schedule, proposals=wanted, steps=6, candidates=len(candidates))
+        while True:
+            level, chat = prompt.fitting(context, wanted, self._prompt_budget(), start=self._level,
+                                         ancestor_depth=self.ancestor_depth, peak_gflops=self.peak_gflops,
+                                         flops=self.flops, candidates=candidates, system_role=self.system_role)
+            try:
+                completion = self.client.complete(chat, schema)
+                break
+            except LLMContextError as error:
+                if self._shrink(error, level, chat):
+                    continue
+                return self._failed(error, heuristic, n, entry)
+            except LLMError as error:
+                return self._failed(error, heuristic, n, entry)
+        self.stats.prompt_levels[level] += 1
+        self.stats.dialects[str(getattr(self.client, "last_dialect", "text"))] += 1
+        entry["prompt_level"] = level
         parsed = parse_response(completion.text, context.schedule)
-        proposals = self._accept(parsed, context, entry)
-        if not proposals:
+        own = self._accept(parsed, context, entry)
+        chosen = [shown[i - 1] for i in dict.fromkeys(parsed.choice) if 1 <= i <= len(shown)]
+        entry["choice"] = list(parsed.choice)
+        self.stats.choices += len(chosen)
+        if not own and not chosen:
             reason = "empty answer" if not completion.text.strip() else \
                 "unreadable answer" if parsed.error else "no valid proposal"
-            return self._fall_back(context, n, entry, reason)
-        return proposals[:n]
+            return self._fall_back(heuristic, n, entry, reason)
+        self.stats.answers_usable += 1
+        out = merge(heuristic, own, n, chosen)
+        self._unused[key] = [p for p in own if p not in out]
+        return out
+
+    def _prompt_budget(self) -> Optional[int]:
+        """Tokens the prompt may take: the context window less the answer's cap (None: unknown)."""
+        discover = getattr(self.client, "discover_context", None)
+        window = discover() if discover is not None else None
+        if not window:
+            return None
+        return max(64, int(window) - int(getattr(self.client, "max_output_tokens", None) or 1024) - 32)
+
+    def _shrink(self, error: LLMContextError, level: str, chat: list[dict[str, str]]) -> bool:
+        """After a context overflow: learn the window, allow only smaller prompts; False when the
+        smallest did not fit either (the LLM is then turned off: it would fail at every node)."""
+        if error.context_tokens and hasattr(self.client, "context_tokens"):
+            self.client.context_tokens = error.context_tokens
+        self._level = prompt.LEVELS.index(level) + 1
+        if self._level < len(prompt.LEVELS):
+            log.info("LLM proposer: the %s prompt overflowed the model's context; sending smaller ones", level)
+            return True
+        window = f"{error.context_tokens} tokens" if error.context_tokens else "too small"
+        error.fatal = True
+        error.args = (f"the model's context window ({window}) cannot hold even the most compact prompt "
+                      f"(~{prompt.estimate_tokens(chat)} tokens) and an answer: serve the model with a larger "
+                      f"context (llama.cpp: --n_ctx 8192) [{error}]",)
+        return False
+
+    def _failed(self, error: LLMError, heuristic: list[Proposal], n: int, entry: dict[str, Any]) -> list[Proposal]:
+        if not self.fallback_on_error and not isinstance(error, LLMCapReached):
+            raise error   # (a cap is a budget, not a failure: reaching it always continues on the heuristic)
+        if error.fatal:
+            self.stats.disabled = str(error)
+            log.warning("LLM proposer: %s — continuing with the heuristic proposer", error)
+        else:
+            log.warning("LLM proposer: %s — using the heuristic proposer for this node", error)
+        return self._fall_back(heuristic, n, entry, type(error).__name__)
 
     def _accept(self, parsed: Parsed, context: Context, entry: dict[str, Any]) -> list[Proposal]:
         """Count and log what the model proposed; the new, non-empty, distinct proposals."""
@@ -256,12 +357,25 @@ class LLMProposer(TuneHooks):
         self.stats.proposals += len(out)
         return out
 
-    def _fall_back(self, context: Context, n: int, entry: dict[str, Any], reason: str) -> list[Proposal]:
+    def _fall_back(self, heuristic: list[Proposal], n: int, entry: dict[str, Any], reason: str) -> list[Proposal]:
         self.stats.fallbacks += 1
         self.stats.fallback_reasons[reason] += 1
         entry["fallback"] = reason
-        proposals = self.fallback.propose(context, n)
-        return [Proposal(p.steps, f"[heuristic fallback: {reason}] {p.reasoning}") for p in proposals]
+        return [Proposal(p.steps, f"[heuristic fallback: {reason}] {p.reasoning}") for p in heuristic[:n]]
+
+
+def merge(heuristic: Sequence[Proposal], own: Sequence[Proposal], n: int,
+          chosen: Sequence[Proposal] = ()) -> list[Proposal]:
+    """The first ``n`` distinct proposals: the heuristic's first variant (so whatever the model
+    says, the search measures what the heuristic alone would), then the model's own proposals
+    and the heuristic's other variants in turn, those the model chose first, in its order."""
+    ranked = list(chosen) + [p for p in heuristic[1:] if p not in chosen]
+    out: list[Proposal] = list(heuristic[:1])
+    for pair in zip_longest(own, ranked):
+        for proposal in pair:
+            if proposal is not None and all(proposal.steps != p.steps for p in out):
+                out.append(proposal)
+    return out[:n]
 
 
 def _reasoning(why: str, proposal: Any) -> str:
@@ -296,6 +410,14 @@ class LLMConfig:
     replay: str | Path | None = None
     fallback: bool = True            # on an unusable endpoint, go on with the heuristic proposer
     ancestor_depth: int = 2
+    structured: bool = True          # ask for answers constrained to the JSON schema (where the server can)
+    context_tokens: Optional[int] = None   # the model's context window (unset: asked of the server, or learned)
+    temperature: Optional[float] = 0.2
+    max_output_tokens: Optional[int] = 1024
+    stream: Optional[bool] = None    # stream answers (cancellable); default: on for a server on this machine
+    system_role: Optional[bool] = None     # the chat template has a system role (default: not for Gemma)
+    candidates: int = 4              # heuristic variants shown to the model to choose among
+    prompt: Optional[str] = None     # the most detailed prompt level to send (None: the largest that fits)
 
 
 def make_proposer(config: Optional[LLMConfig] = None, **client_options: Any) -> LLMProposer:
@@ -303,10 +425,13 @@ def make_proposer(config: Optional[LLMConfig] = None, **client_options: Any) -> 
     config = config or LLMConfig()
     client = None if config.replay is not None else LLMClient(
         model=config.model, base_url=config.base_url, api_key=config.api_key, timeout_s=config.timeout_s,
-        max_calls=config.max_calls, max_tokens=config.max_tokens, **client_options)
+        max_calls=config.max_calls, max_tokens=config.max_tokens, structured=config.structured,
+        context_tokens=config.context_tokens, temperature=config.temperature,
+        max_output_tokens=config.max_output_tokens, stream=config.stream, **client_options)
     peak = os.environ.get("MINICOMPILER_PEAK_GFLOPS")
     return LLMProposer(client, record=config.record, replay=config.replay, ancestor_depth=config.ancestor_depth,
-                       fallback_on_error=config.fallback, peak_gflops=float(peak) if peak else None)
+                       fallback_on_error=config.fallback, peak_gflops=float(peak) if peak else None,
+                       candidates=config.candidates, system_role=config.system_role, prompt_level=config.prompt)
 
 
-__all__ = ["LLMProposer", "LLMStats", "LLMConfig", "make_proposer"]
+__all__ = ["LLMProposer", "LLMStats", "LLMConfig", "make_proposer", "merge"]

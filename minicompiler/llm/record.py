@@ -76,9 +76,11 @@ class Recorder:
             f.flush()
 
     def llm(self, messages: list[dict[str, str]], completion: Optional[Completion] = None,
-            error: Optional[LLMError] = None, latency_s: float = 0.0) -> None:
+            error: Optional[LLMError] = None, latency_s: float = 0.0, dialect: str = "") -> None:
         event: dict[str, Any] = {"kind": "llm", "index": self._index, "request_hash": request_hash(messages),
                                  "messages": messages}
+        if dialect:
+            event["dialect"] = dialect       # the response format the answer was constrained by
         if completion is not None:
             event.update(response_text=completion.text, latency_s=completion.latency_s, model=completion.model,
                          usage={"prompt_tokens": completion.prompt_tokens,
@@ -142,14 +144,16 @@ class ReplayClient:
         self.usage = Usage()
         self.position = 0
         self.mismatches = 0          # calls whose prompt differs from the recorded one
+        self.last_dialect = "text"
 
-    def complete(self, messages: list[dict[str, str]]) -> Completion:
+    def complete(self, messages: list[dict[str, str]], schema: Optional[dict] = None) -> Completion:
         if self.position >= len(self.recording.calls):
             self.usage.failed_calls += 1
             raise LLMError(f"the recording {self.recording.path} has no answer for LLM call "
                            f"{self.position + 1} (it holds {len(self.recording.calls)})")
         event = self.recording.calls[self.position]
         self.position += 1
+        self.last_dialect = str(event.get("dialect", "text"))
         if event.get("request_hash") != request_hash(messages):
             self.mismatches += 1
         if "error" in event:
@@ -174,15 +178,15 @@ class RecordingClient:
     def __getattr__(self, name: str) -> Any:     # model, base_url, usage, price, secrets
         return getattr(self.client, name)
 
-    def complete(self, messages: list[dict[str, str]]) -> Completion:
+    def complete(self, messages: list[dict[str, str]], schema: Optional[dict] = None) -> Completion:
         import time
         start = time.perf_counter()
         try:
-            completion = self.client.complete(messages)
+            completion = self.client.complete(messages, schema)
         except LLMError as error:
             self.recorder.llm(messages, error=error, latency_s=time.perf_counter() - start)
             raise
-        self.recorder.llm(messages, completion)
+        self.recorder.llm(messages, completion, dialect=str(getattr(self.client, "last_dialect", "text")))
         return completion
 
 

@@ -50,7 +50,10 @@ class TuneHooks:
     replay_seed: Optional[int] = None       # a replayed run's seed, which the tune then reuses
     ancestor_depth: int = 2                 # how many ancestors a Context carries
 
-    def begin(self, workload: Any, seed: Optional[int], threads: int, strategy: str, run_id: str) -> None:
+    replay_target: Optional[dict] = None    # a replayed run's recorded Target fields, which the tune plans for
+
+    def begin(self, workload: Any, seed: Optional[int], threads: int, strategy: str, run_id: str,
+              target: Any = None) -> None:
         """The run starts."""
 
     def wrap_measurer(self, measurer: Any) -> Any:

@@ -9,6 +9,7 @@ latest run of the same workload / strategy / proposer / threads, without re-meas
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import sqlite3
@@ -182,12 +183,16 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
     proposer_obj = _proposer(proposer, llm)
     proposer_name = proposer_obj.name or type(proposer_obj).__name__
     target = Target.host().with_(cores=threads)   # the heuristic plans for the cores the kernel gets
+    recorded = getattr(proposer_obj, "replay_target", None)
+    if recorded:   # a replayed LLM run plans for the machine it was recorded on (the same candidates anywhere)
+        known = {f.name for f in dataclasses.fields(Target)}
+        target = Target(**{k: v for k, v in recorded.items() if k in known})
     if seed is None:
         seed = proposer_obj.replay_seed   # a replayed run reuses its recorded seed (else None)
     run_id, seed = _run_id(db, workload, strategy, proposer_name, threads, seed, resume)
     own_measurer = measurer is None
     measurer = measurer or Measurer(workload, threads=threads, timeout_s=timeout_s)
-    proposer_obj.begin(workload, seed, threads, strategy, run_id)
+    proposer_obj.begin(workload, seed, threads, strategy, run_id, target)
     measurer = proposer_obj.wrap_measurer(measurer)   # e.g. the LLM's recording or replay of measurements
     session = Session(workload, measurer, db, budget, target, threads, strategy, seed, run_id,
                       progress=print_progress if progress else None, proposer=proposer_name)
