@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -96,7 +97,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ValueError("--llm-record / --llm-replay need --proposer llm")
     result = tune(tensor, budget=args.budget, strategy=args.strategy, proposer=proposer,
                   database=args.db, seed=args.seed, threads=args.threads, inputs=holders,
-                  resume=args.resume, timeout_s=args.timeout, confirm=args.confirm)
+                  resume=args.resume, timeout_s=args.timeout, confirm=args.confirm,
+                  name=f"{args.subscripts} {args.size}")
     elapsed = time.perf_counter() - start
     flops = result.workload.flops
     print(f"\n{result.samples} samples in {elapsed:.1f} s (run {result.run_id})")
@@ -120,6 +122,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
               f"over it: {first.time_s / result.best_time_s:.2f}x")
     print("\nbest schedule (replayable):")
     print(result.trace())
+    if args.report:
+        print(f"report written to {result.report(args.report)}")
     if args.tree:
         import networkx as nx
         nx.write_graphml(result.tree, args.tree) if result.tree is not None else None
@@ -154,6 +158,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def read_steps(path: str) -> tuple:
+    """A trace from a file: JSON (``Schedule.to_json()``, a tuning record's steps) or Python
+    (``s.trace()``'s lines, or a chain of Schedule calls), never executed."""
+    from minicompiler.schedule import trace_from_python
+    from minicompiler.schedule.step import trace_from_json
+    text = Path(path).read_text()
+    return trace_from_json(text) if text.lstrip().startswith("[") else trace_from_python(text)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import minicompiler as mc
+    from minicompiler.codegen.asm import hot_loop
+    from minicompiler.lower import explain_lowering
+    from minicompiler.runtime.threads import default_threads
+
+    tensor, holders, _ = einsum_from_args(args)
+    threads = args.threads or default_threads()
+    schedule = mc.Schedule(tensor, holders)
+    if args.steps and args.from_db:
+        raise ValueError("--steps and --from-db are exclusive")
+    if args.steps:
+        schedule = schedule.replay(read_steps(args.steps))
+        origin = args.steps
+    elif args.from_db:
+        from minicompiler.search.database import Database
+        from minicompiler.search.workload import Workload
+        from minicompiler.schedule.step import Step
+        record = Database(args.db).best(Workload(tensor, tuple(holders)).key, mc.Target.host().key(), threads)
+        if record is None:
+            raise ValueError(f"no tuned schedule for this einsum on this machine at {threads} thread(s) in the "
+                             f"database {Database(args.db).path}: tune it first")
+        schedule = schedule.replay(tuple(Step.from_json(s) for s in record["steps"]))
+        origin = f"the database's best ({record['time_s'] * 1e3:.3f} ms, run {record['run_id']})"
+    else:
+        from minicompiler.search.heuristic import greedy_schedule
+        schedule = greedy_schedule(schedule, mc.Target.host().with_(cores=threads))
+        origin = "the heuristic's greedy schedule (give --steps FILE or --from-db for another)"
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    print(f"{args.subscripts} {[tuple(h.shape) for h in holders]}: {len(schedule.steps)} step(s) from {origin}\n")
+    print(schedule.explain(color))
+    if args.lowered:
+        print("\n== lowering passes ==\n")
+        print("\n\n".join(change.render(color) for change in explain_lowering(schedule)))
+    if args.asm:
+        loop = hot_loop(mc.build(schedule).assembly)
+        print("\n== hot loop (assembly) ==\n")
+        print(loop.summary() + "\n" + loop.text if loop is not None else "no loop in the assembly")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="minicompiler", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,6 +218,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("--dtype", default="float32", choices=["float32", "float64", "int32", "int64"])
     run.add_argument("--show", default="", help="comma list of ir,llvm,asm to print")
     run.set_defaults(func=cmd_run)
+
+    explain = sub.add_parser("explain", help="each step of a schedule: the step, what it did, the diff of the "
+                                             "loop nest (and of each lowering pass, and the hot loop's assembly)")
+    explain.add_argument("subscripts", help="einsum subscripts, e.g. 'ik,kj->ij'")
+    explain.add_argument("--size", required=True, help="label sizes, e.g. i=512,j=512,k=512")
+    explain.add_argument("--dtype", default="float32", choices=["float32", "float64", "int32", "int64"])
+    explain.add_argument("--steps", default=None, metavar="FILE",
+                         help="the trace: JSON (Schedule.to_json) or Python (s.trace()'s lines); default: the "
+                              "heuristic's greedy schedule")
+    explain.add_argument("--from-db", action="store_true", help="the best tuned schedule in the database")
+    explain.add_argument("--db", default=None, help="tuning database (default: $MINICOMPILER_DB or the user cache)")
+    explain.add_argument("--threads", type=int, default=None, help="the thread count it was tuned for")
+    explain.add_argument("--lowered", action="store_true", help="also each lowering pass, as a diff")
+    explain.add_argument("--asm", action="store_true", help="also the hot loop's assembly, vector instructions counted")
+    explain.add_argument("--color", default="auto", choices=["auto", "always", "never"],
+                         help="colour the diffs (auto: on a terminal only)")
+    explain.set_defaults(func=cmd_explain)
 
     tune = sub.add_parser("tune", help="search for a fast schedule of an einsum, measuring candidates")
     tune.add_argument("subscripts", help="einsum subscripts, e.g. 'ik,kj->ij'")
@@ -179,6 +250,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tune.add_argument("--resume", action="store_true", help="continue the latest run of this workload")
     tune.add_argument("--timeout", type=float, default=60.0, help="seconds per candidate before it is killed")
     tune.add_argument("--tree", default=None, help="write the MCTS tree as GraphML to this file")
+    tune.add_argument("--report", default=None, metavar="DIR", help="write DIR/index.html: the curve, the "
+                      "roofline, the search tree, every sample and the best trace explained")
     tune.add_argument("--confirm", type=int, default=3, help="re-measure this many of the fastest after "
                                                              "the search; the best by median (default 3, 0: off)")
     llm = tune.add_argument_group("LLM proposer (--proposer llm; the key comes from $OPENAI_API_KEY only)")

@@ -16,7 +16,7 @@ Parallel loops are outlined by the emitter (codegen/llvm.py) onto the OpenMP run
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from .ir.stmt import Function
 from .ir.tensor import Tensor
@@ -27,21 +27,52 @@ from .passes.unroll import unroll_loops
 from .passes.vectorize import vectorize_loops
 from .runtime.jit import Kernel, compile_cached, cross_assembly
 from .schedule import Schedule, ScheduleError
+from .schedule.explain import Change
 from .schedule.annotate import MAX_UNROLLED_SIZE, unrolled_size
 from .target import Target
 
 Program = Union[Tensor, Schedule]
 
 
+def passes(target: Optional[Target] = None) -> list[tuple[str, str, Callable[[Function], Function]]]:
+    """The pipeline, in order: (name, what it does in a sentence, the pass)."""
+    target = target or Target.host()
+    return [
+        ("partition_tails", "Loops whose factor does not divide the extent become a guard-free main loop "
+                            "and a tail.", partition_tails),
+        ("legalize_vectors", f"Vectorized loops wider than a {target.vector_bits}-bit register become "
+                             f"register-wide pieces.", lambda f: legalize_vectors(f, target)),
+        ("simplify", "Index arithmetic folds, decided guards and loops that run once disappear.", simplify),
+        ("check_code_size", "A schedule that would unroll into too much code is refused here.", _checked),
+        ("unroll_loops", "Loops marked unrolled become copies of their bodies.", unroll_loops),
+        ("simplify", "Constants propagate into the unrolled copies.", simplify),
+        ("vectorize_loops", "Loops marked vectorized become vector statements (one per register).",
+         vectorize_loops),
+        ("simplify", "What widening left (ramp bases) folds.", simplify),
+    ]
+
+
 def lower_function(func: Function, target: Optional[Target] = None) -> Function:
-    func = partition_tails(func)
-    func = legalize_vectors(func, target or Target.host())
-    func = simplify(func)  # type: ignore[assignment]
+    for _, _, apply in passes(target):
+        func = apply(func)
+    return func
+
+
+def explain_lowering(program: "Program", target: Optional[Target] = None) -> list[Change]:
+    """One Change per pass of the pipeline: the program before and after it (``explain --lowered``).
+    Parallel loops are outlined later, by the emitter, and show as ``parallel`` loops here."""
+    func = program.func if isinstance(program, Schedule) else Schedule(program).func
+    changes = []
+    for number, (name, what, apply) in enumerate(passes(target), start=1):
+        following = apply(func)
+        changes.append(Change(f"pass {number}: {name}", what, str(func), str(following)))
+        func = following
+    return changes
+
+
+def _checked(func: Function) -> Function:
     check_code_size(func)
-    func = unroll_loops(func)
-    func = simplify(func)  # type: ignore[assignment]
-    func = vectorize_loops(func)
-    return simplify(func)  # type: ignore[return-value]
+    return func
 
 
 def check_code_size(func: Function) -> None:

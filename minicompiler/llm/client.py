@@ -27,7 +27,8 @@ the same against OpenAI, vLLM, Ollama or a llama.cpp server:
 - *no orphaned work*: on a loopback endpoint (a local server shares the CPU with the
   measurements) answers are streamed, and a request past its timeout is *cancelled* by
   closing the stream, which llama.cpp, vLLM and Ollama take as the end of the request,
-  instead of being left generating while candidates are timed;
+  instead of being left generating while candidates are timed; and after each answer the
+  client waits ``settle_s`` (0.5 s) for the server to go quiet before a kernel is timed;
 - *context overflow* is an ``LLMContextError`` carrying the window size when the server
   names it, so the proposer can send a more compact prompt instead of failing every node.
 
@@ -130,10 +131,12 @@ ERRORS: dict[str, type[LLMError]] = {cls.__name__: cls for cls in (
     LLMCapReached, LLMContextError)}
 
 
-def make_error(name: str, message: str, fatal: bool = False) -> LLMError:
+def make_error(name: str, message: str, fatal: bool = False, context_tokens: Optional[int] = None) -> LLMError:
     """Rebuild an error from its class name and message (how a replay re-raises a recorded failure)."""
     cls = ERRORS.get(name, LLMError)
-    if cls in (LLMRateLimited, LLMResponseError, LLMContextError):
+    if cls is LLMContextError:
+        return LLMContextError(message, fatal, context_tokens)
+    if cls in (LLMRateLimited, LLMResponseError):
         return cls(message, fatal)  # type: ignore[call-arg]
     return cls(message)
 
@@ -272,7 +275,8 @@ class LLMClient:
                  max_tokens: Optional[int] = None, max_output_tokens: Optional[int] = 1024,
                  temperature: Optional[float] = 0.2, price: Optional[tuple[float, float]] = None,
                  sleep: Callable[[float], None] = time.sleep, structured: bool = True,
-                 stream: Optional[bool] = None, context_tokens: Optional[int] = None) -> None:
+                 stream: Optional[bool] = None, context_tokens: Optional[int] = None,
+                 settle_s: Optional[float] = None) -> None:
         self.model = model or os.environ.get("MINICOMPILER_LLM_MODEL") or DEFAULT_MODEL
         self._url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
         self.base_url = re.sub(r"//[^/@]*@", "//", self._url)   # for messages: no user:password@
@@ -295,6 +299,10 @@ class LLMClient:
         self._prompt_chars = 0
         self.structured = structured
         self.stream = is_loopback(self._url) if stream is None else bool(stream)
+        # A local server's threads spin down for a moment after answering; a kernel timed at once ran
+        # ~8 % slower (median of 8 paired timings, DeepSeek MoE 16x1024x512, Zen 3, SmolLM2 on
+        # llama-cpp-python), and as fast as idle after 0.5 s. So: wait that long after each answer.
+        self.settle_s = (0.5 if is_loopback(self._url) else 0.0) if settle_s is None else float(settle_s)
         if context_tokens is not None and context_tokens < 256:
             raise ValueError(f"the LLM context window is a number of tokens (>= 256), got {context_tokens!r}")
         self.context_tokens = context_tokens     # the model's window, if known (given, reported or learned)
@@ -377,6 +385,8 @@ class LLMClient:
             raise error from None
         completion.latency_s = time.perf_counter() - start
         self.usage.add(completion)
+        if self.settle_s:
+            self._sleep(self.settle_s)   # not latency: the server's, not the answer's
         return completion
 
     def _complete(self, client: Any, messages: list[dict[str, str]], schema: Optional[dict]) -> Completion:

@@ -17,9 +17,10 @@ proposer merges both, so a weak model costs samples at most, never the heuristic
 
 Prompts come in four sizes (``LEVELS``): ``full``; ``short`` (shorter IR, one ancestor);
 ``compact`` (one-line vocabulary, no IR printout: the loop summary says what the IR would);
-``minimal`` (the compact one without the target's details, history and all but two candidates). ``fitting`` picks the largest that leaves room for the answer in the model's
-context window (estimated at ``CHARS_PER_TOKEN``, fewer than any tokenizer we tried gives on
-these prompts, so an estimate that fits does fit). Models whose chat template has no system role
+``minimal`` (the compact one without the target's details and the history). ``fitting``
+picks the largest that leaves room for the answer in the model's context window (estimated at
+``CHARS_PER_TOKEN``, fewer characters a token than any tokenizer we tried gives on these
+prompts, so an estimate that fits does fit). Models whose chat template has no system role
 (Gemma's) get one user message holding both parts (``system_role=False``).
 
 Prompts are deterministic (no timestamps, no randomness): equal search states give equal
@@ -237,7 +238,6 @@ def messages(context: Context, n: int, ancestor_depth: int = 2, peak_gflops: Opt
     dtype = schedule.func.outputs[0].dtype
     system = SYSTEM.format(vocabulary=vocabulary(compact=depth >= 2), answer_format=json.dumps(ANSWER_FORMAT))
     target = describe_target(context.target, dtype, peak_gflops) if depth < 3 else context.target.describe()
-    candidates = list(candidates)[:(len(candidates), len(candidates), len(candidates), 2)[depth]]
     parts = ["## Target machine", target, "", "## Current program"]
     if depth <= 1:
         parts.append(_truncate(str(schedule), (MAX_IR_CHARS, MAX_ANCESTOR_IR_CHARS)[depth]))
@@ -259,7 +259,7 @@ def messages(context: Context, n: int, ancestor_depth: int = 2, peak_gflops: Opt
                   f"Trace: {trace_json(ancestor.schedule)}"]
         if depth == 0:
             parts.append(_truncate(str(ancestor.schedule), MAX_ANCESTOR_IR_CHARS))
-    tried = list(context.tried)[-(1000, 8, 4, 0)[depth]:] if depth < 3 else []
+    tried = [] if level == "minimal" else list(context.tried)[-(1000, 8, 4)[depth]:]
     if tried:
         parts += ["", "## Already tried from this program (do not repeat)"]
         parts += [f"- {json.dumps([s.to_json() for s in steps])}" for steps in tried]

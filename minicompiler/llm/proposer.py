@@ -269,7 +269,9 @@ class LLMProposer(TuneHooks):
         if unused:      # this node's last answer still holds proposals: no call needed
             self.stats.answers_reused += 1
             entry["reused_answer"] = True
-            return merge(heuristic, unused, n)
+            out = merge(heuristic, unused, n)
+            self._unused[key] = [p for p in unused if p not in out]
+            return out
         candidates = [p.steps for p in shown]
         wanted = max(n, 2)      # one answer serves this node's next expansion too
         schema = prompt.answer_schema(context.schedule, proposals=wanted, steps=6, candidates=len(candidates))

@@ -88,7 +88,8 @@ class Recorder:
                                 "estimated": completion.usage_estimated})
         if error is not None:
             event.update(latency_s=latency_s, error={"type": type(error).__name__, "message": str(error),
-                                                     "fatal": bool(error.fatal)})
+                                                     "fatal": bool(error.fatal),
+                                                     "context_tokens": getattr(error, "context_tokens", None)})
         self._index += 1
         self._write(event)
 
@@ -160,7 +161,8 @@ class ReplayClient:
             error = event["error"]
             self.usage.failed_calls += 1
             self.usage.latency_s += float(event.get("latency_s", 0.0))
-            raise make_error(error.get("type", "LLMError"), error.get("message", ""), bool(error.get("fatal")))
+            raise make_error(error.get("type", "LLMError"), error.get("message", ""), bool(error.get("fatal")),
+                             error.get("context_tokens"))
         usage = event.get("usage", {})
         completion = Completion(str(event.get("response_text", "")), int(usage.get("prompt_tokens", 0)),
                                 int(usage.get("completion_tokens", 0)), float(event.get("latency_s", 0.0)),

@@ -59,6 +59,34 @@ def call_text(step: Step) -> str:
     return f"{step.op}({', '.join(args)})"
 
 
+def trace_from_python(text: str) -> tuple[Step, ...]:
+    """The steps of a trace written as Python — ``s.trace()``'s lines (``s = s.tile(...)``) or a
+    chain (``Schedule(C).tile(...).split(...)``) — in the order they appear. Nothing is run:
+    the text is parsed, each call of a primitive's name is read with ``ast.literal_eval``, and
+    anything that is not a literal argument is a ValueError."""
+    import ast
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as error:
+        raise ValueError(f"the trace is not Python: {error}") from None
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and n.func.attr in PRIMITIVES]
+    steps = []
+    for call in sorted(calls, key=lambda n: (n.func.end_lineno, n.func.end_col_offset)):  # type: ignore[attr-defined]
+        op, params = call.func.attr, list(PRIMITIVES[call.func.attr].params)  # type: ignore[attr-defined]
+        try:
+            positional = [ast.literal_eval(a) for a in call.args]
+            named = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg is not None}
+        except (ValueError, TypeError, SyntaxError):
+            raise ValueError(f"line {call.lineno}: {op}(...) takes literal arguments only") from None
+        if PRIMITIVES[op].params[params[0]].kind is LOOPS and positional:
+            named[params[0]] = positional if len(positional) > 1 or isinstance(positional[0], str) else positional[0]
+        else:
+            named.update(zip(params, positional))
+        steps.append(_step(op, **named))
+    return tuple(steps)
+
+
 class Schedule:
     def __init__(self, tensor: Tensor, inputs: Optional[Sequence[Tensor]] = None,
                  steps: Sequence[Step] = (), name: Optional[str] = None) -> None:
@@ -144,6 +172,15 @@ class Schedule:
         """The steps as Python that rebuilds this schedule."""
         return "\n".join(["s = Schedule(tensor)"] + [f"s = s.{call_text(step)}" for step in self.steps])
 
+    def explain(self, color: bool = False) -> str:
+        """Each step of the trace: the step as Python, what it did in a sentence, and the diff of
+        the loop nest before and after it (``explain.explain_steps`` gives them as data)."""
+        from .explain import explain_steps
+        changes = explain_steps(self)
+        if not changes:
+            return "the unscheduled program (no steps):\n" + str(self)
+        return "\n\n".join(change.render(color) for change in changes)
+
     def to_json(self) -> str:
         return trace_to_json(self.steps)
 
@@ -158,4 +195,5 @@ class Schedule:
         return f"<Schedule of {self.tensor.name}: {len(self.steps)} step(s)>"
 
 
-__all__ = ["Schedule", "Step", "ScheduleError", "PRIMITIVES", "Primitive", "apply_step", "call_text"]
+__all__ = ["Schedule", "Step", "ScheduleError", "PRIMITIVES", "Primitive", "apply_step", "call_text",
+           "trace_from_python"]

@@ -118,6 +118,8 @@ class Database:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._create_file()
         connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         try:
             connection.execute("PRAGMA busy_timeout = 60000")
@@ -127,6 +129,34 @@ class Database:
             yield connection
         finally:
             connection.close()
+
+    def _create_file(self) -> None:
+        """Create the file whole, or not at all: the tables and WAL mode are set up in a private file,
+        which is then hard-linked into place (which fails if another process got there first).
+
+        Why not let ``sqlite3.connect`` create it: a new file is empty until its first commit, and a
+        process opening it in that window reads an empty database in rollback mode while another
+        writes the first pages into its write-ahead log; on a loaded machine one process's committed
+        record was lost so (4 processes creating one file at the same instant: 1 run of 15 with two
+        busy loops on the 2 cores; 0 of 15 created this way). A file that appears complete, already
+        in WAL mode, leaves no such window."""
+        private = self.path.with_name(f".{self.path.name}.{os.getpid()}.{random.getrandbits(32):08x}.creating")
+        try:
+            connection = sqlite3.connect(private, isolation_level=None)
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                self._schema(connection)
+            finally:
+                connection.close()
+            try:
+                os.link(private, self.path)
+            except FileExistsError:
+                pass                 # another process created it first: use theirs
+            except OSError:          # a file system without hard links: let connect create it as before
+                pass
+        finally:
+            for leftover in (private, private.with_name(private.name + "-wal"), private.with_name(private.name + "-shm")):
+                leftover.unlink(missing_ok=True)
 
     @staticmethod
     def _use_wal(connection: sqlite3.Connection, timeout_s: float = 60.0) -> None:
@@ -148,14 +178,7 @@ class Database:
         self._use_wal(connection)
         connection.execute("BEGIN IMMEDIATE")   # one creator at a time; the others then see the tables
         try:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                connection.execute(statement)
-            row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path} has schema version {row[0]}; this minicompiler reads "
-                                   f"version {SCHEMA_VERSION} and older: upgrade minicompiler")
+            self._schema(connection)
             if self._legacy is not None:
                 self._import(connection, self._legacy)
             connection.execute("COMMIT")
@@ -163,6 +186,17 @@ class Database:
             connection.execute("ROLLBACK")
             raise
         self._ready = True
+
+    def _schema(self, connection: sqlite3.Connection) -> None:
+        """The tables and indexes (if missing) and the schema version (checked)."""
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            connection.execute(statement)
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} has schema version {row[0]}; this minicompiler reads "
+                               f"version {SCHEMA_VERSION} and older: upgrade minicompiler")
 
     def _import(self, connection: sqlite3.Connection, legacy: Path) -> None:
         """Copy a JSON-lines database's records in, once (the meta table remembers the file)."""

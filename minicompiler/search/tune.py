@@ -56,6 +56,7 @@ class TuneResult:
     llm_stats: Any = None          # the proposer's report: LLMStats for the LLM (calls, tokens, fallbacks, cost)
     defects: list[Defect] = field(default_factory=list)   # internal compiler errors met while trying steps
     confirmed: list[Confirmation] = field(default_factory=list)  # the fastest ones re-measured; best by median
+    threads: int = 1               # the thread count the kernels were measured with
     _kernel: Any = field(default=None, repr=False)
 
     @property
@@ -108,6 +109,14 @@ class TuneResult:
 
     def trace(self) -> str:
         return self.schedule.trace()
+
+    def report(self, directory: Any, peak_gflops: Optional[float] = None,
+               bandwidth_gbs: Optional[float] = None) -> Any:
+        """Write ``directory``/index.html: the curve, the roofline, the tree, every sample and the
+        best trace explained (``search.report``); returns its path. The roofs are measured now
+        unless given."""
+        from .report import write_report
+        return write_report(self, directory, peak_gflops, bandwidth_gbs)
 
     def best_so_far(self, baseline_s: Optional[float] = None) -> list[tuple[int, float]]:
         """(sample index, best speedup so far) for every sample: the sample-efficiency curve.
@@ -207,7 +216,7 @@ def tune(tensor: Tensor, budget: int = 64, strategy: str = "mcts", proposer: Any
             measurer.close()
     tree = search.tree() if isinstance(search, MCTS) else None
     result = TuneResult(workload, session.best_steps, session.best_s, session.baseline_s, session.history,
-                        run_id, tree, proposer_obj.finish(), defects, confirmed)
+                        run_id, tree, proposer_obj.finish(), defects, confirmed, threads)
     _check_measured(result)
     return result
 
