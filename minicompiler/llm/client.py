@@ -299,9 +299,10 @@ class LLMClient:
         self._prompt_chars = 0
         self.structured = structured
         self.stream = is_loopback(self._url) if stream is None else bool(stream)
-        # A local server's threads spin down for a moment after answering; a kernel timed at once ran
-        # ~8 % slower (median of 8 paired timings, DeepSeek MoE 16x1024x512, Zen 3, SmolLM2 on
-        # llama-cpp-python), and as fast as idle after 0.5 s. So: wait that long after each answer.
+        # A local server's threads spin down for a moment after answering: a kernel timed at once ran
+        # ~8 % slower than idle (median of 8 paired timings, spread +-15 %: suggestive only; DeepSeek MoE
+        # 16x1024x512, Zen 3, SmolLM2 on llama-cpp-python), as fast after 0.5 s. The wait costs ~5 % of
+        # a call; benchmarks/results/llm/README.md has what it did (and did not) change.
         self.settle_s = (0.5 if is_loopback(self._url) else 0.0) if settle_s is None else float(settle_s)
         if context_tokens is not None and context_tokens < 256:
             raise ValueError(f"the LLM context window is a number of tokens (>= 256), got {context_tokens!r}")
