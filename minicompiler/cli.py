@@ -163,7 +163,10 @@ def read_steps(path: str) -> tuple:
     (``s.trace()``'s lines, or a chain of Schedule calls), never executed."""
     from minicompiler.schedule import trace_from_python
     from minicompiler.schedule.step import trace_from_json
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ValueError(f"cannot read the trace file {path}: {error.strerror or error}") from None
     return trace_from_json(text) if text.lstrip().startswith("[") else trace_from_python(text)
 
 
@@ -183,14 +186,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         origin = args.steps
     elif args.from_db:
         from minicompiler.search.database import Database
-        from minicompiler.search.workload import Workload
-        from minicompiler.schedule.step import Step
-        record = Database(args.db).best(Workload(tensor, tuple(holders)).key, mc.Target.host().key(), threads)
-        if record is None:
+        from minicompiler.search.tune import best_schedule
+        database = Database(args.db)
+        tuned = best_schedule(tensor, database, threads, holders)
+        if tuned is None:
             raise ValueError(f"no tuned schedule for this einsum on this machine at {threads} thread(s) in the "
-                             f"database {Database(args.db).path}: tune it first")
-        schedule = schedule.replay(tuple(Step.from_json(s) for s in record["steps"]))
-        origin = f"the database's best ({record['time_s'] * 1e3:.3f} ms, run {record['run_id']})"
+                             f"database {database.path}: tune it first")
+        schedule, origin = tuned, f"the database's best for {threads} thread(s)"
     else:
         from minicompiler.search.heuristic import greedy_schedule
         schedule = greedy_schedule(schedule, mc.Target.host().with_(cores=threads))
